@@ -1,0 +1,35 @@
+//! Kiln's acceptance harness, in the spirit of Cloud Foundry's CATs: scenarios drive the real `cf`
+//! CLI (found on PATH or through `CF_CLI`) against a platform that is either started here with
+//! `kiln up` on ephemeral ports and a temporary data directory, or an external deployment named by
+//! a JSON config in `CATS_CONFIG`. Each scenario gets its own `CF_HOME` and unique names, so
+//! scenarios run in parallel. The harness reaches the platform only through the `cf` binary, the
+//! `kiln` binary and HTTP.
+
+mod cf;
+mod platform;
+
+pub use cf::{CfOutput, CfSession};
+pub use platform::{Platform, PlatformOptions};
+
+/// A name no other scenario (or earlier run against the same deployment) uses.
+pub fn unique_name(prefix: &str) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &suffix[..10])
+}
+
+/// Whether a prerequisite that is missing must fail the run (CI sets `KILN_REQUIRE_CF=1`).
+pub fn cf_is_required() -> bool {
+    std::env::var("KILN_REQUIRE_CF").is_ok_and(|v| v == "1")
+}
+
+/// Finds the `cf` CLI: `CF_CLI`, else `cf` on PATH.
+pub fn find_cf() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("CF_CLI") {
+        return Some(path.into());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("cf"))
+            .find(|candidate| candidate.is_file())
+    })
+}

@@ -1,0 +1,164 @@
+//! The platform under test: a `kiln up` child process on ephemeral ports with a temporary data
+//! directory, or an external deployment described by a JSON config (`CATS_CONFIG`), like CF's
+//! `integration_config.json`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// What the scenarios need to know about the platform.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformOptions {
+    /// The Cloud Controller URL given to `cf api`.
+    pub api: String,
+    pub admin_user: String,
+    pub admin_password: String,
+    /// Client id and secret for `cf auth … --client-credentials`, when the deployment has one.
+    #[serde(default)]
+    pub admin_client: Option<String>,
+    #[serde(default)]
+    pub admin_client_secret: Option<String>,
+    pub apps_domain: String,
+    #[serde(default)]
+    pub skip_ssl_validation: bool,
+}
+
+/// A running platform; a locally started one stops when this is dropped or the test process ends.
+pub struct Platform {
+    pub options: PlatformOptions,
+    local: Option<LocalKiln>,
+}
+
+struct LocalKiln {
+    child: Mutex<Child>,
+    // Closing kiln's stdin stops it (`--exit-on-stdin-eof`), even if this process dies abruptly.
+    _stdin: ChildStdin,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Drop for LocalKiln {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Platform {
+    /// The platform the scenarios target: `CATS_CONFIG` if set, else a fresh local `kiln up`.
+    pub fn from_environment() -> anyhow::Result<Platform> {
+        if let Some(path) = std::env::var_os("CATS_CONFIG") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading CATS_CONFIG {}", PathBuf::from(&path).display()))?;
+            let options: PlatformOptions =
+                serde_json::from_str(&text).context("parsing CATS_CONFIG")?;
+            return Ok(Platform {
+                options,
+                local: None,
+            });
+        }
+        Platform::start_local(&[])
+    }
+
+    /// Whether this platform was started here (and so can be configured by a scenario).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Starts `kiln up` with ephemeral ports, a temporary data directory and `extra_args`.
+    pub fn start_local(extra_args: &[&str]) -> anyhow::Result<Platform> {
+        let binary = kiln_binary()?;
+        let data_dir = tempfile::Builder::new().prefix("cats-kiln-").tempdir()?;
+        let mut child = Command::new(&binary)
+            .arg("up")
+            .args(["--api-port", "0", "--uaa-port", "0", "--exit-on-stdin-eof"])
+            // bcrypt's cheapest cost: the scenarios log in often and the cost is not under test.
+            .args(["--password-hash-cost", "4"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(extra_args)
+            .env_remove("KILN_ADMIN_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdin = child.stdin.take().context("kiln stdin")?;
+        let stdout = child.stdout.take().context("kiln stdout")?;
+
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    // Nobody listens any more; keep draining so kiln never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+
+        let (mut api, mut password, mut client) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match receiver.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("kiln up did not print its login lines within 120 s");
+                }
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["cf", "api", url] => api = Some(url.to_string()),
+                ["cf", "login", "-u", _, "-p", secret] => password = Some(secret.to_string()),
+                ["cf", "auth", id, secret, "--client-credentials"] => {
+                    client = Some((id.to_string(), secret.to_string()))
+                }
+                ["Press", "Ctrl-C", ..] => break,
+                _ => {}
+            }
+        }
+        let options = PlatformOptions {
+            api: api.context("kiln up printed no `cf api` line")?,
+            admin_user: "admin".to_string(),
+            admin_password: password.context("kiln up printed no `cf login` line")?,
+            admin_client: client.as_ref().map(|(id, _)| id.clone()),
+            admin_client_secret: client.map(|(_, secret)| secret),
+            apps_domain: "apps.localhost".to_string(),
+            skip_ssl_validation: false,
+        };
+        Ok(Platform {
+            options,
+            local: Some(LocalKiln {
+                child: Mutex::new(child),
+                _stdin: stdin,
+                _data_dir: data_dir,
+            }),
+        })
+    }
+}
+
+/// The `kiln` binary under test: `KILN_BIN`, else `<target dir>/debug/kiln`.
+fn kiln_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KILN_BIN") {
+        return Ok(path.into());
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let candidate = target_dir.join("debug").join("kiln");
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    bail!(
+        "the kiln binary was not found at {}: run `cargo build --bin kiln` or set KILN_BIN",
+        candidate.display()
+    )
+}

@@ -1,0 +1,345 @@
+//! The foundation story: `cf login`, orgs, spaces, users and roles, client credentials, token
+//! refresh and refusal — with the stock cf CLI.
+
+use std::time::Duration;
+
+use base64::Engine;
+use cats::{unique_name, Platform};
+
+use crate::{admin_session, cf_binary, session, shared_platform};
+
+/// The whole story of the foundation issue, in order, as a user types it.
+#[test]
+fn login_orgs_spaces_users_and_roles() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let api = &platform.options.api;
+    let (org, space, alice) = (
+        unique_name("acme"),
+        unique_name("dev"),
+        unique_name("alice"),
+    );
+
+    let admin = session(&cf, platform);
+    admin
+        .run(&[
+            "login",
+            "-a",
+            api,
+            "-u",
+            &platform.options.admin_user,
+            "-p",
+            &platform.options.admin_password,
+        ])
+        .success()
+        .contains("Authenticating...")
+        .contains("OK")
+        .contains(&format!("user:           {}", platform.options.admin_user));
+
+    admin
+        .run(&["create-org", &org])
+        .success()
+        .contains(&format!("Creating org {org} as admin..."))
+        .contains("OK");
+    admin
+        .run(&["create-space", &space, "-o", &org])
+        .success()
+        .contains(&format!("Creating space {space} in org {org} as admin..."))
+        .contains("OK");
+    admin
+        .run(&["target", "-o", &org, "-s", &space])
+        .success()
+        .contains(&format!("org:            {org}"))
+        .contains(&format!("space:          {space}"));
+
+    admin
+        .run(&["create-user", &alice, "s3cret"])
+        .success()
+        .contains(&format!("Creating user {alice}..."))
+        .contains("OK");
+    admin
+        .run(&["set-org-role", &alice, &org, "OrgManager"])
+        .success()
+        .contains(&format!(
+            "Assigning role OrgManager to user {alice} in org {org} as admin..."
+        ));
+    admin
+        .run(&["set-space-role", &alice, &org, &space, "SpaceDeveloper"])
+        .success()
+        .contains(&format!(
+            "Assigning role SpaceDeveloper to user {alice} in org {org} / space {space} as admin..."
+        ));
+
+    admin.run(&["orgs"]).success().contains(&org);
+    admin.run(&["spaces"]).success().contains(&space);
+    admin
+        .run(&["org-users", &org])
+        .success()
+        .contains("ORG MANAGER")
+        .contains(&alice);
+    admin
+        .run(&["space-users", &org, &space])
+        .success()
+        .contains("SPACE DEVELOPER")
+        .contains(&alice);
+    admin
+        .run(&["org", &org])
+        .success()
+        .contains("name:")
+        .contains(&org)
+        .contains(&space)
+        .contains(&platform.options.apps_domain);
+    admin
+        .run(&["space", &space])
+        .success()
+        .contains(&space)
+        .contains(&org);
+
+    // Alice logs in straight into her org and space and sees nothing else.
+    let other_org = unique_name("other");
+    admin.run(&["create-org", &other_org]).success();
+    let as_alice = session(&cf, platform);
+    as_alice
+        .run(&[
+            "login", "-a", api, "-u", &alice, "-p", "s3cret", "-o", &org, "-s", &space,
+        ])
+        .success()
+        .contains(&format!("org:            {org}"))
+        .contains(&format!("space:          {space}"));
+    as_alice
+        .run(&["orgs"])
+        .success()
+        .contains(&org)
+        .lacks(&other_org);
+
+    // The admin client authenticates with client credentials and acts as an admin.
+    if let (Some(client), Some(secret)) = (
+        &platform.options.admin_client,
+        &platform.options.admin_client_secret,
+    ) {
+        let as_client = session(&cf, platform);
+        as_client
+            .run(&["auth", client, secret, "--client-credentials"])
+            .success()
+            .contains("OK");
+        as_client
+            .run(&["orgs"])
+            .success()
+            .contains(&org)
+            .contains(&other_org);
+    }
+
+    admin
+        .run(&["delete-space", &space, "-o", &org, "-f"])
+        .success()
+        .contains(&format!("Deleting space {space} in org {org} as admin..."));
+    admin
+        .run(&["delete-org", &org, "-f"])
+        .success()
+        .contains(&format!("Deleting org {org} as admin..."));
+    admin.run(&["delete-org", &other_org, "-f"]).success();
+    admin.run(&["orgs"]).success().lacks(&org).lacks(&other_org);
+    admin
+        .run(&["logout"])
+        .success()
+        .contains("Logging out")
+        .contains("OK");
+    admin
+        .run(&["orgs"])
+        .failure()
+        .contains("Not logged in. Use 'cf login' or 'cf login --sso' to log in.");
+}
+
+#[test]
+fn wrong_password_is_rejected() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let cf_session = session(&cf, platform);
+    cf_session
+        .run(&[
+            "login",
+            "-a",
+            &platform.options.api,
+            "-u",
+            &platform.options.admin_user,
+            "-p",
+            "definitely-not-the-password",
+        ])
+        .failure()
+        .contains("Credentials were rejected, please try again.");
+    cf_session
+        .run(&["auth", "nobody-by-this-name", "whatever"])
+        .failure()
+        .contains("Credentials were rejected, please try again.");
+}
+
+/// Alice, a member of one org, can neither see nor change another.
+#[test]
+fn a_user_cannot_see_or_touch_another_org() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let (hers, theirs, alice) = (
+        unique_name("hers"),
+        unique_name("theirs"),
+        unique_name("alice"),
+    );
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &hers]).success();
+    admin.run(&["create-org", &theirs]).success();
+    admin.run(&["create-space", "work", "-o", &theirs]).success();
+    admin.run(&["create-user", &alice, "pa55word"]).success();
+    admin
+        .run(&["set-org-role", &alice, &hers, "OrgManager"])
+        .success();
+    let their_guid = admin
+        .run(&["org", &theirs, "--guid"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+
+    let as_alice = session(&cf, platform);
+    as_alice.run(&["auth", &alice, "pa55word"]).success();
+    as_alice
+        .run(&["orgs"])
+        .success()
+        .contains(&hers)
+        .lacks(&theirs);
+    as_alice
+        .run(&["target", "-o", &theirs])
+        .failure()
+        .contains(&format!("Organization '{theirs}' not found."));
+    as_alice
+        .run(&["create-space", "intrusion", "-o", &theirs])
+        .failure()
+        .contains(&format!("Organization '{theirs}' not found."));
+    as_alice
+        .run(&["curl", &format!("/v3/organizations/{their_guid}")])
+        .contains("CF-ResourceNotFound");
+    as_alice
+        .run(&["curl", "-X", "DELETE", &format!("/v3/organizations/{their_guid}")])
+        .contains("CF-ResourceNotFound");
+    as_alice
+        .run(&["curl", "-X", "PATCH", &format!("/v3/organizations/{their_guid}"), "-d", r#"{"name":"stolen"}"#])
+        .contains("CF-ResourceNotFound");
+
+    // Nothing changed for the admin.
+    admin
+        .run(&["target", "-o", &theirs, "-s", "work"])
+        .success();
+    admin.run(&["orgs"]).success().contains(&theirs);
+}
+
+#[test]
+fn a_space_developer_cannot_create_an_org_while_user_org_creation_is_disabled() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let (org, dev) = (unique_name("devorg"), unique_name("dev"));
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin.run(&["create-space", "s", "-o", &org]).success();
+    admin.run(&["create-user", &dev, "pa55word"]).success();
+    admin
+        .run(&["set-space-role", &dev, &org, "s", "SpaceDeveloper"])
+        .success();
+    admin
+        .run(&["feature-flag", "user_org_creation"])
+        .success()
+        .contains("disabled");
+
+    let as_dev = session(&cf, platform);
+    as_dev.run(&["auth", &dev, "pa55word"]).success();
+    let attempt = unique_name("mine");
+    as_dev
+        .run(&["create-org", &attempt])
+        .failure()
+        .contains("You are not authorized to perform the requested action");
+    admin.run(&["orgs"]).success().lacks(&attempt);
+}
+
+#[test]
+fn a_duplicate_org_name_gets_cf_s_message() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let org = unique_name("twice");
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin
+        .run(&["create-org", &org])
+        .success()
+        .contains(&format!("Organization '{org}' already exists."));
+    admin.run(&["create-space", "s", "-o", &org]).success();
+    admin
+        .run(&["create-space", "s", "-o", &org])
+        .success()
+        .contains("Space s already exists");
+}
+
+fn decode_segment(segment: &str) -> serde_json::Value {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .expect("base64url JWT segment");
+    serde_json::from_slice(&bytes).expect("JSON JWT segment")
+}
+
+fn encode_segment(value: &serde_json::Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// With 5-second access tokens, the CLI refreshes transparently; tokens that are forged or
+/// expired are refused by the Cloud Controller.
+#[test]
+fn expired_tokens_are_refreshed_by_the_cli_and_bad_tokens_are_refused() {
+    let Some(cf) = cf_binary() else { return };
+    if std::env::var_os("CATS_CONFIG").is_some() {
+        eprintln!("skipping: needs a platform with 5-second tokens, started locally");
+        return;
+    }
+    let platform =
+        Platform::start_local(&["--access-token-validity-secs", "5"]).expect("kiln up starts");
+    let admin = admin_session(&cf, &platform);
+    let org = unique_name("refresh");
+    admin.run(&["create-org", &org]).success();
+    let first_token = admin.config().unwrap()["AccessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(6));
+    // The stored token has expired; the CLI refreshes it and carries on.
+    admin.run(&["orgs"]).success().contains(&org);
+    let config = admin.config().unwrap();
+    let second_token = config["AccessToken"].as_str().unwrap().to_string();
+    assert_ne!(first_token, second_token, "the CLI stored a refreshed token");
+
+    // An expired token sent as is gets CF-InvalidAuthToken.
+    let http = reqwest::blocking::Client::new();
+    let response = http
+        .get(format!("{}/v3/organizations", platform.options.api))
+        .header("Authorization", &first_token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.text().unwrap().contains("CF-InvalidAuthToken"));
+
+    // A forged token: the payload claims a far-away expiry, the signature is the original one.
+    let jwt = second_token.trim_start_matches("bearer ");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims = decode_segment(parts[1]);
+    claims["exp"] = serde_json::json!(4_102_444_800u64); // 2100-01-01
+    let forged = format!("bearer {}.{}.{}", parts[0], encode_segment(&claims), parts[2]);
+    let mut config = admin.config().unwrap();
+    config["AccessToken"] = serde_json::json!(forged);
+    admin.write_config(&config).unwrap();
+    admin
+        .run(&["curl", "/v3/organizations"])
+        .contains("CF-InvalidAuthToken")
+        .lacks(&org);
+
+    // No token at all.
+    let response = http
+        .get(format!("{}/v3/organizations", platform.options.api))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.text().unwrap().contains("CF-NotAuthenticated"));
+}

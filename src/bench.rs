@@ -1,0 +1,252 @@
+//! `kiln bench`: starts a private platform in a temporary data directory and prints figures —
+//! token grants per second (client_credentials, password) and the latency of
+//! `GET /v3/organizations` — each as the median of several rounds. The load generator runs in the
+//! same process and on the same cores as the servers, so the figures are a floor, not a ceiling.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::up::{Platform, UpArgs, ADMIN_CLIENT_ID, CF_CLIENT_ID};
+use crate::KilnError;
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// What to measure: `foundation` (UAA grants and the orgs list).
+    #[arg(default_value = "foundation")]
+    suite: String,
+    /// Seconds per round.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Rounds per measurement; the median is printed.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Organizations to create before timing the list (the list is read at per_page=50).
+    #[arg(long, default_value_t = 20)]
+    orgs: usize,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
+    if args.suite != "foundation" {
+        return Err(KilnError::Config(format!(
+            "unknown benchmark suite '{}' (known: foundation)",
+            args.suite
+        )));
+    }
+    let data_dir = tempfile_dir()?;
+    let up = UpArgs {
+        data_dir: data_dir.clone(),
+        bind: "127.0.0.1".parse().expect("literal address"),
+        api_port: 0,
+        uaa_port: 0,
+        nats_url: None,
+        admin_password: None,
+        access_token_validity_secs: 3600,
+        apps_domain: "apps.localhost".to_string(),
+        password_hash_cost: 10,
+        exit_on_stdin_eof: false,
+    };
+    let platform = Platform::start(&up).await?;
+    let result = foundation(&args, &platform).await;
+    platform.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result.map_err(KilnError::Other)
+}
+
+async fn foundation(args: &BenchArgs, platform: &Platform) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let token_url = format!("{}/oauth/token", platform.uaa_url);
+    let round = Duration::from_secs(args.seconds);
+    println!(
+        "kiln bench foundation: {} rounds x {} s, {} connections, {} cores",
+        args.rounds,
+        args.seconds,
+        args.concurrency,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+
+    let client_form = vec![
+        ("grant_type", "client_credentials".to_string()),
+        ("client_id", ADMIN_CLIENT_ID.to_string()),
+        ("client_secret", platform.admin_client_secret.clone()),
+    ];
+    let mut rates = Vec::new();
+    for _ in 0..args.rounds {
+        let (count, _) = hammer(args.concurrency, round, {
+            let http = http.clone();
+            let url = token_url.clone();
+            let form = client_form.clone();
+            move || {
+                let request = http.post(&url).form(&form);
+                async move { expect_ok(request.send().await?).await }
+            }
+        })
+        .await?;
+        rates.push(count as f64 / round.as_secs_f64());
+    }
+    println!(
+        "client_credentials grant: median {:.0} tokens/s (rounds: {})",
+        median(&mut rates),
+        list(&rates)
+    );
+
+    let password_form = vec![
+        ("grant_type", "password".to_string()),
+        ("username", "admin".to_string()),
+        ("password", platform.admin_password.clone()),
+    ];
+    let mut rates = Vec::new();
+    for _ in 0..args.rounds {
+        let (count, _) = hammer(args.concurrency, round, {
+            let http = http.clone();
+            let url = token_url.clone();
+            let form = password_form.clone();
+            move || {
+                let request = http
+                    .post(&url)
+                    .basic_auth(CF_CLIENT_ID, Some(""))
+                    .form(&form);
+                async move { expect_ok(request.send().await?).await }
+            }
+        })
+        .await?;
+        rates.push(count as f64 / round.as_secs_f64());
+    }
+    println!(
+        "password grant (bcrypt cost 10): median {:.0} tokens/s (rounds: {})",
+        median(&mut rates),
+        list(&rates)
+    );
+
+    let token: serde_json::Value = http
+        .post(&token_url)
+        .basic_auth(CF_CLIENT_ID, Some(""))
+        .form(&password_form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let bearer = format!(
+        "bearer {}",
+        token["access_token"].as_str().context("no access_token")?
+    );
+    for index in 0..args.orgs {
+        let response = http
+            .post(format!("{}/v3/organizations", platform.api_url))
+            .header("Authorization", &bearer)
+            .json(&serde_json::json!({"name": format!("bench-org-{index}")}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("creating an org failed: {}", response.status());
+        }
+    }
+    let orgs_url = format!("{}/v3/organizations?order_by=name", platform.api_url);
+    let (mut p50s, mut p99s, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let (count, mut latencies) = hammer(args.concurrency, round, {
+            let http = http.clone();
+            let url = orgs_url.clone();
+            let bearer = bearer.clone();
+            move || {
+                let request = http.get(&url).header("Authorization", &bearer);
+                async move { expect_ok(request.send().await?).await }
+            }
+        })
+        .await?;
+        latencies.sort_unstable();
+        p50s.push(percentile(&latencies, 0.50));
+        p99s.push(percentile(&latencies, 0.99));
+        rates.push(count as f64 / round.as_secs_f64());
+    }
+    println!(
+        "GET /v3/organizations ({} orgs, {} connections): median p50 {:.2} ms, median p99 {:.2} ms, median {:.0} requests/s",
+        args.orgs,
+        args.concurrency,
+        median(&mut p50s),
+        median(&mut p99s),
+        median(&mut rates)
+    );
+    Ok(())
+}
+
+async fn expect_ok(response: reqwest::Response) -> anyhow::Result<()> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        bail!("{status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
+/// Runs `make_request` from `concurrency` tasks for `duration`; returns the number of successes
+/// and every request's latency in milliseconds. Any failed request fails the benchmark.
+async fn hammer<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    make_request: F,
+) -> anyhow::Result<(u64, Vec<f64>)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let stop = stop.clone();
+        let count = count.clone();
+        let make_request = make_request.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                make_request().await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        all.extend(joined??);
+    }
+    Ok((count.load(Ordering::Relaxed), all))
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    percentile(values, 0.5)
+}
+
+fn list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,134 @@
+//! The `kiln` binary: `kiln up` runs the whole platform in one process; `kiln uaa` and
+//! `kiln cloud-controller` run one component from a YAML config; `kiln bench` prints benchmark
+//! figures. Everything here is wiring: the components live in their own crates.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod nats;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a configuration the operator must fix (sysexits EX_USAGE).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A Cloud Foundry-compatible platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the whole platform locally (NATS, UAA, Cloud Controller) and print the cf login lines.
+    Up(up::UpArgs),
+    /// Run the UAA token service alone from a YAML config.
+    Uaa(ComponentArgs),
+    /// Run the Cloud Controller alone from a YAML config.
+    CloudController(ComponentArgs),
+    /// Print benchmark figures (medians and percentiles) for a running or self-started platform.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ComponentArgs {
+    /// YAML configuration file (see the annotated example next to the component's crate).
+    #[arg(long)]
+    config: PathBuf,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kiln: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Uaa(args) => run_uaa(args).await,
+            Command::CloudController(args) => run_cloud_controller(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(KilnError::Config(message)) => {
+            eprintln!("kiln: configuration error: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(KilnError::Other(error)) => {
+            eprintln!("kiln: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors of the binary: a bad configuration exits with 64, anything else with 1.
+pub(crate) enum KilnError {
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for KilnError {
+    fn from(error: anyhow::Error) -> Self {
+        KilnError::Other(error)
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Reads a YAML file into a component's typed config (unknown fields are rejected by the type).
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, KilnError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| KilnError::Config(format!("cannot read {}: {error}", path.display())))?;
+    serde_yaml::from_str(&text)
+        .map_err(|error| KilnError::Config(format!("{}: {error}", path.display())))
+}
+
+fn bind(address: std::net::SocketAddr) -> Result<std::net::TcpListener, KilnError> {
+    std::net::TcpListener::bind(address)
+        .map_err(|error| KilnError::Config(format!("cannot listen on {address}: {error}")))
+}
+
+async fn run_uaa(args: ComponentArgs) -> Result<(), KilnError> {
+    let config: uaa::UaaConfig = read_config(&args.config)?;
+    let listener = bind(args.listen)?;
+    let server = uaa::run(config, listener)
+        .await
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    println!("UAA listening on http://{}", server.local_addr());
+    up::wait_for_shutdown_signal().await;
+    server.stop().await;
+    Ok(())
+}
+
+async fn run_cloud_controller(args: ComponentArgs) -> Result<(), KilnError> {
+    let config: cloud_controller::CcConfig = read_config(&args.config)?;
+    let listener = bind(args.listen)?;
+    let server = cloud_controller::run(config, listener)
+        .await
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    println!("Cloud Controller listening on http://{}", server.local_addr());
+    up::wait_for_shutdown_signal().await;
+    server.stop().await;
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `kiln up`: the whole platform in one process. Starts (or joins) NATS, opens the data directory,
+//! runs UAA and the Cloud Controller on loopback ports with bootstrap users, clients and seed data,
+//! prints the `cf` lines to use, and stops everything on Ctrl-C or SIGTERM.
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::json;
+
+use crate::nats::Bus;
+use crate::KilnError;
+
+/// Every scope a platform administrator holds.
+pub(crate) const ADMIN_GROUPS: &[&str] = &[
+    "cloud_controller.admin",
+    "cloud_controller.read",
+    "cloud_controller.write",
+    "cloud_controller.admin_read_only",
+    "cloud_controller.global_auditor",
+    "openid",
+    "scim.read",
+    "scim.write",
+    "scim.userids",
+    "uaa.user",
+    "uaa.admin",
+    "doppler.firehose",
+    "password.write",
+];
+
+/// The client the cf CLI uses (empty secret), as in Cloud Foundry.
+pub(crate) const CF_CLIENT_ID: &str = "cf";
+/// The client for `cf auth <id> <secret> --client-credentials` as a platform admin.
+pub(crate) const ADMIN_CLIENT_ID: &str = "admin-client";
+/// The client the Cloud Controller uses to resolve user names through UAA.
+pub(crate) const LOOKUP_CLIENT_ID: &str = "cloud_controller_username_lookup";
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct UpArgs {
+    /// Directory holding the databases, keys and generated secrets.
+    #[arg(long, default_value = ".kiln")]
+    pub(crate) data_dir: PathBuf,
+    /// Address every component binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// Cloud Controller API port (0 picks a free one).
+    #[arg(long, default_value_t = 9022)]
+    pub(crate) api_port: u16,
+    /// UAA port (0 picks a free one).
+    #[arg(long, default_value_t = 9023)]
+    pub(crate) uaa_port: u16,
+    /// Use this NATS server instead of starting a nats-server child (e.g. nats://token@host:4222).
+    #[arg(long)]
+    pub(crate) nats_url: Option<String>,
+    /// Password for the bootstrap `admin` user; generated (and kept in the data dir) when absent.
+    #[arg(long, env = "KILN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub(crate) admin_password: Option<String>,
+    /// Lifetime of user access tokens, in seconds.
+    #[arg(long, default_value_t = 1200)]
+    pub(crate) access_token_validity_secs: u64,
+    /// The shared apps domain seeded at first start.
+    #[arg(long, default_value = "apps.localhost")]
+    pub(crate) apps_domain: String,
+    /// bcrypt cost for stored passwords (lower is faster and weaker; 10 is UAA's default).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) password_hash_cost: u32,
+    /// Also stop when standard input reaches end of file (used by test harnesses that start
+    /// `kiln up` as a child, so it never outlives them).
+    #[arg(long, hide = true)]
+    pub(crate) exit_on_stdin_eof: bool,
+}
+
+/// Secrets generated at first start and reused afterwards, so a restart prints the same login.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secrets {
+    admin_password: String,
+    admin_client_secret: String,
+    lookup_client_secret: String,
+}
+
+/// A running platform: what `kiln up` holds until it is told to stop.
+pub(crate) struct Platform {
+    pub(crate) api_url: String,
+    pub(crate) uaa_url: String,
+    pub(crate) admin_password: String,
+    pub(crate) admin_client_secret: String,
+    bus: Bus,
+    uaa: uaa::UaaServer,
+    cloud_controller: cloud_controller::CcServer,
+}
+
+impl Platform {
+    /// Starts NATS (or joins it), UAA and the Cloud Controller for `args`.
+    pub(crate) async fn start(args: &UpArgs) -> Result<Platform, KilnError> {
+        std::fs::create_dir_all(&args.data_dir).map_err(|error| {
+            KilnError::Config(format!("cannot create {}: {error}", args.data_dir.display()))
+        })?;
+        let data_dir = args
+            .data_dir
+            .canonicalize()
+            .context("resolving the data directory")?;
+        let secrets = load_or_create_secrets(&data_dir, args.admin_password.as_deref())?;
+
+        let bus = match &args.nats_url {
+            Some(url) => Bus::connect(url).await?,
+            None => Bus::start_child(&random_secret(32)).await?,
+        };
+
+        let uaa_listener = bind(SocketAddr::new(args.bind, args.uaa_port))?;
+        let api_listener = bind(SocketAddr::new(args.bind, args.api_port))?;
+        let uaa_url = format!("http://{}", uaa_listener.local_addr().context("uaa address")?);
+        let api_url = format!("http://{}", api_listener.local_addr().context("api address")?);
+
+        let uaa_config: uaa::UaaConfig = serde_json::from_value(uaa_config_json(
+            args,
+            &data_dir,
+            &uaa_url,
+            &secrets,
+        ))
+        .map_err(|error| KilnError::Config(format!("UAA configuration: {error}")))?;
+        let uaa = uaa::run(uaa_config, uaa_listener)
+            .await
+            .map_err(|error| KilnError::Other(anyhow::anyhow!("UAA did not start: {error}")))?;
+
+        let cc_config: cloud_controller::CcConfig = serde_json::from_value(json!({
+            "external_url": api_url,
+            "database_url": sqlite_url(&data_dir.join("cloud_controller.db")),
+            "uaa": {
+                "url": uaa_url,
+                "client_id": LOOKUP_CLIENT_ID,
+                "client_secret": secrets.lookup_client_secret,
+            },
+            "apps_domain": args.apps_domain,
+        }))
+        .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
+        let cloud_controller = match cloud_controller::run(cc_config, api_listener).await {
+            Ok(server) => server,
+            Err(error) => {
+                uaa.stop().await;
+                bus.stop().await;
+                return Err(KilnError::Other(anyhow::anyhow!(
+                    "Cloud Controller did not start: {error}"
+                )));
+            }
+        };
+
+        Ok(Platform {
+            api_url,
+            uaa_url,
+            admin_password: secrets.admin_password,
+            admin_client_secret: secrets.admin_client_secret,
+            bus,
+            uaa,
+            cloud_controller,
+        })
+    }
+
+    pub(crate) fn nats_url(&self) -> &str {
+        &self.bus.url
+    }
+
+    /// Stops the components in reverse order of start, then NATS.
+    pub(crate) async fn stop(self) {
+        self.cloud_controller.stop().await;
+        self.uaa.stop().await;
+        self.bus.stop().await;
+    }
+}
+
+pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
+    let platform = Platform::start(&args).await?;
+    println!("Kiln is up.");
+    println!("  API:   {}", platform.api_url);
+    println!("  UAA:   {}", platform.uaa_url);
+    println!("  NATS:  {}", redact_credentials(platform.nats_url()));
+    println!("  Data:  {}", args.data_dir.display());
+    println!();
+    println!("  cf api {}", platform.api_url);
+    println!("  cf login -u admin -p {}", platform.admin_password);
+    println!(
+        "  cf auth {ADMIN_CLIENT_ID} {} --client-credentials",
+        platform.admin_client_secret
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    if args.exit_on_stdin_eof {
+        tokio::select! {
+            _ = wait_for_shutdown_signal() => {}
+            _ = stdin_closed() => {}
+        }
+    } else {
+        wait_for_shutdown_signal().await;
+    }
+    println!("Stopping Kiln...");
+    platform.stop().await;
+    println!("Kiln stopped.");
+    Ok(())
+}
+
+/// Resolves when standard input reaches end of file (or fails).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub(crate) async fn wait_for_shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops kiln");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn uaa_config_json(
+    args: &UpArgs,
+    data_dir: &Path,
+    uaa_url: &str,
+    secrets: &Secrets,
+) -> serde_json::Value {
+    json!({
+        "issuer_url": uaa_url,
+        "database_url": sqlite_url(&data_dir.join("uaa.db")),
+        "access_token_validity_secs": args.access_token_validity_secs,
+        "password_hash_cost": args.password_hash_cost,
+        "users": [{
+            "username": "admin",
+            "password": secrets.admin_password,
+            "groups": ADMIN_GROUPS,
+        }],
+        "clients": [
+            {
+                "client_id": CF_CLIENT_ID,
+                "secret": "",
+                "authorized_grant_types": ["password", "refresh_token"],
+                "scope": ADMIN_GROUPS,
+                "authorities": ["uaa.none"],
+            },
+            {
+                "client_id": ADMIN_CLIENT_ID,
+                "secret": secrets.admin_client_secret,
+                "authorized_grant_types": ["client_credentials"],
+                "scope": ["uaa.none"],
+                "authorities": [
+                    "cloud_controller.admin",
+                    "cloud_controller.read",
+                    "cloud_controller.write",
+                    "scim.read",
+                    "scim.write",
+                    "scim.userids",
+                    "uaa.admin",
+                    "doppler.firehose",
+                ],
+                // The cf CLI cannot refresh a client token (it does not keep the secret), so a
+                // client token lives long; the user re-runs `cf auth` when it expires.
+                "access_token_validity_secs": 43200,
+            },
+            {
+                "client_id": LOOKUP_CLIENT_ID,
+                "secret": secrets.lookup_client_secret,
+                "authorized_grant_types": ["client_credentials"],
+                "scope": ["uaa.none"],
+                "authorities": ["scim.read", "scim.userids"],
+            },
+        ],
+    })
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+fn bind(address: SocketAddr) -> Result<TcpListener, KilnError> {
+    TcpListener::bind(address)
+        .map_err(|error| KilnError::Config(format!("cannot listen on {address}: {error}")))
+}
+
+fn random_secret(length: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), length)
+}
+
+fn load_or_create_secrets(
+    data_dir: &Path,
+    admin_password: Option<&str>,
+) -> Result<Secrets, KilnError> {
+    let path = data_dir.join("secrets.yml");
+    if path.exists() {
+        let secrets: Secrets = crate::read_config(&path)?;
+        if let Some(given) = admin_password {
+            if given != secrets.admin_password {
+                tracing::warn!(
+                    "the admin user already exists in {}; its password is unchanged (use `cf passwd` to change it)",
+                    data_dir.display()
+                );
+            }
+        }
+        return Ok(secrets);
+    }
+    let secrets = Secrets {
+        admin_password: admin_password
+            .map(str::to_string)
+            .unwrap_or_else(|| random_secret(20)),
+        admin_client_secret: random_secret(32),
+        lookup_client_secret: random_secret(32),
+    };
+    let text = serde_yaml::to_string(&secrets).context("encoding secrets")?;
+    write_private_file(&path, &text)?;
+    Ok(secrets)
+}
+
+fn write_private_file(path: &Path, text: &str) -> Result<(), KilnError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Hides a token or password embedded in a URL before it is printed.
+fn redact_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
