@@ -69,7 +69,9 @@ async fn foundation(args: &BenchArgs, platform: &Platform) -> anyhow::Result<()>
         args.rounds,
         args.seconds,
         args.concurrency,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
 
     let client_form = vec![

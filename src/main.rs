@@ -47,7 +47,10 @@ struct ComponentArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kiln: cannot start the async runtime: {error}");
@@ -97,7 +100,9 @@ fn init_tracing() {
 }
 
 /// Reads a YAML file into a component's typed config (unknown fields are rejected by the type).
-pub(crate) fn read_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, KilnError> {
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, KilnError> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| KilnError::Config(format!("cannot read {}: {error}", path.display())))?;
     serde_yaml::from_str(&text)
@@ -127,7 +132,10 @@ async fn run_cloud_controller(args: ComponentArgs) -> Result<(), KilnError> {
     let server = cloud_controller::run(config, listener)
         .await
         .map_err(|error| KilnError::Config(error.to_string()))?;
-    println!("Cloud Controller listening on http://{}", server.local_addr());
+    println!(
+        "Cloud Controller listening on http://{}",
+        server.local_addr()
+    );
     up::wait_for_shutdown_signal().await;
     server.stop().await;
     Ok(())

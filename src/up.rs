@@ -95,7 +95,10 @@ impl Platform {
     /// Starts NATS (or joins it), UAA and the Cloud Controller for `args`.
     pub(crate) async fn start(args: &UpArgs) -> Result<Platform, KilnError> {
         std::fs::create_dir_all(&args.data_dir).map_err(|error| {
-            KilnError::Config(format!("cannot create {}: {error}", args.data_dir.display()))
+            KilnError::Config(format!(
+                "cannot create {}: {error}",
+                args.data_dir.display()
+            ))
         })?;
         let data_dir = args
             .data_dir
@@ -110,16 +113,18 @@ impl Platform {
 
         let uaa_listener = bind(SocketAddr::new(args.bind, args.uaa_port))?;
         let api_listener = bind(SocketAddr::new(args.bind, args.api_port))?;
-        let uaa_url = format!("http://{}", uaa_listener.local_addr().context("uaa address")?);
-        let api_url = format!("http://{}", api_listener.local_addr().context("api address")?);
+        let uaa_url = format!(
+            "http://{}",
+            uaa_listener.local_addr().context("uaa address")?
+        );
+        let api_url = format!(
+            "http://{}",
+            api_listener.local_addr().context("api address")?
+        );
 
-        let uaa_config: uaa::UaaConfig = serde_json::from_value(uaa_config_json(
-            args,
-            &data_dir,
-            &uaa_url,
-            &secrets,
-        ))
-        .map_err(|error| KilnError::Config(format!("UAA configuration: {error}")))?;
+        let uaa_config: uaa::UaaConfig =
+            serde_json::from_value(uaa_config_json(args, &data_dir, &uaa_url, &secrets))
+                .map_err(|error| KilnError::Config(format!("UAA configuration: {error}")))?;
         let uaa = uaa::run(uaa_config, uaa_listener)
             .await
             .map_err(|error| KilnError::Other(anyhow::anyhow!("UAA did not start: {error}")))?;

@@ -25,14 +25,26 @@ impl CfOutput {
     /// Panics with the whole output unless the command exited 0.
     #[track_caller]
     pub fn success(self) -> CfOutput {
-        assert_eq!(self.status, 0, "`{}` failed:\n{}", self.command, self.text());
+        assert_eq!(
+            self.status,
+            0,
+            "`{}` failed:\n{}",
+            self.command,
+            self.text()
+        );
         self
     }
 
     /// Panics with the whole output unless the command failed.
     #[track_caller]
     pub fn failure(self) -> CfOutput {
-        assert_ne!(self.status, 0, "`{}` should have failed:\n{}", self.command, self.text());
+        assert_ne!(
+            self.status,
+            0,
+            "`{}` should have failed:\n{}",
+            self.command,
+            self.text()
+        );
         self
     }
 

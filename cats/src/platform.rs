@@ -37,25 +37,41 @@ pub struct Platform {
 struct LocalKiln {
     child: Mutex<Child>,
     // Closing kiln's stdin stops it (`--exit-on-stdin-eof`), even if this process dies abruptly.
-    _stdin: ChildStdin,
-    _data_dir: tempfile::TempDir,
+    stdin: Option<ChildStdin>,
+    nats_url: Option<String>,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for LocalKiln {
     fn drop(&mut self) {
+        drop(self.stdin.take());
         if let Ok(mut child) = self.child.lock() {
-            let _ = child.kill();
-            let _ = child.wait();
+            if wait_with_timeout(&mut child, Duration::from_secs(20)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 impl Platform {
     /// The platform the scenarios target: `CATS_CONFIG` if set, else a fresh local `kiln up`.
     pub fn from_environment() -> anyhow::Result<Platform> {
         if let Some(path) = std::env::var_os("CATS_CONFIG") {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading CATS_CONFIG {}", PathBuf::from(&path).display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("reading CATS_CONFIG {}", PathBuf::from(&path).display())
+            })?;
             let options: PlatformOptions =
                 serde_json::from_str(&text).context("parsing CATS_CONFIG")?;
             return Ok(Platform {
@@ -73,15 +89,50 @@ impl Platform {
 
     /// Starts `kiln up` with ephemeral ports, a temporary data directory and `extra_args`.
     pub fn start_local(extra_args: &[&str]) -> anyhow::Result<Platform> {
-        let binary = kiln_binary()?;
         let data_dir = tempfile::Builder::new().prefix("cats-kiln-").tempdir()?;
+        let mut platform = Platform::start_local_in(data_dir.path(), extra_args)?;
+        if let Some(local) = platform.local.as_mut() {
+            local._data_dir = Some(data_dir);
+        }
+        Ok(platform)
+    }
+
+    /// The NATS URL `kiln up` printed (credentials redacted), when started here.
+    pub fn nats_url(&self) -> Option<&str> {
+        self.local.as_ref().and_then(|l| l.nats_url.as_deref())
+    }
+
+    /// Sends SIGTERM to a locally started `kiln up` and waits for it; returns its exit code.
+    pub fn terminate(mut self) -> anyhow::Result<i32> {
+        let mut local = self.local.take().context("not a local platform")?;
+        let mut child = local
+            .child
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = wait_with_timeout(&mut child, Duration::from_secs(30))
+            .context("kiln up did not stop within 30 s of SIGTERM")?;
+        drop(child);
+        drop(local.stdin.take());
+        Ok(exit.code().unwrap_or(-1))
+    }
+
+    /// Starts `kiln up` on ephemeral ports with the given data directory (kept afterwards).
+    pub fn start_local_in(
+        data_dir: &std::path::Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Platform> {
+        let binary = kiln_binary()?;
         let mut child = Command::new(&binary)
             .arg("up")
             .args(["--api-port", "0", "--uaa-port", "0", "--exit-on-stdin-eof"])
             // bcrypt's cheapest cost: the scenarios log in often and the cost is not under test.
             .args(["--password-hash-cost", "4"])
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args(extra_args)
             .env_remove("KILN_ADMIN_PASSWORD")
             .stdin(Stdio::piped())
@@ -103,7 +154,7 @@ impl Platform {
             }
         });
 
-        let (mut api, mut password, mut client) = (None, None, None);
+        let (mut api, mut password, mut client, mut nats) = (None, None, None, None);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -121,6 +172,7 @@ impl Platform {
                 ["cf", "auth", id, secret, "--client-credentials"] => {
                     client = Some((id.to_string(), secret.to_string()))
                 }
+                ["NATS:", url] => nats = Some(url.to_string()),
                 ["Press", "Ctrl-C", ..] => break,
                 _ => {}
             }
@@ -138,8 +190,9 @@ impl Platform {
             options,
             local: Some(LocalKiln {
                 child: Mutex::new(child),
-                _stdin: stdin,
-                _data_dir: data_dir,
+                stdin: Some(stdin),
+                nats_url: nats,
+                _data_dir: None,
             }),
         })
     }

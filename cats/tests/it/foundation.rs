@@ -186,7 +186,9 @@ fn a_user_cannot_see_or_touch_another_org() {
     let admin = admin_session(&cf, platform);
     admin.run(&["create-org", &hers]).success();
     admin.run(&["create-org", &theirs]).success();
-    admin.run(&["create-space", "work", "-o", &theirs]).success();
+    admin
+        .run(&["create-space", "work", "-o", &theirs])
+        .success();
     admin.run(&["create-user", &alice, "pa55word"]).success();
     admin
         .run(&["set-org-role", &alice, &hers, "OrgManager"])
@@ -217,10 +219,22 @@ fn a_user_cannot_see_or_touch_another_org() {
         .run(&["curl", &format!("/v3/organizations/{their_guid}")])
         .contains("CF-ResourceNotFound");
     as_alice
-        .run(&["curl", "-X", "DELETE", &format!("/v3/organizations/{their_guid}")])
+        .run(&[
+            "curl",
+            "-X",
+            "DELETE",
+            &format!("/v3/organizations/{their_guid}"),
+        ])
         .contains("CF-ResourceNotFound");
     as_alice
-        .run(&["curl", "-X", "PATCH", &format!("/v3/organizations/{their_guid}"), "-d", r#"{"name":"stolen"}"#])
+        .run(&[
+            "curl",
+            "-X",
+            "PATCH",
+            &format!("/v3/organizations/{their_guid}"),
+            "-d",
+            r#"{"name":"stolen"}"#,
+        ])
         .contains("CF-ResourceNotFound");
 
     // Nothing changed for the admin.
@@ -309,7 +323,10 @@ fn expired_tokens_are_refreshed_by_the_cli_and_bad_tokens_are_refused() {
     admin.run(&["orgs"]).success().contains(&org);
     let config = admin.config().unwrap();
     let second_token = config["AccessToken"].as_str().unwrap().to_string();
-    assert_ne!(first_token, second_token, "the CLI stored a refreshed token");
+    assert_ne!(
+        first_token, second_token,
+        "the CLI stored a refreshed token"
+    );
 
     // An expired token sent as is gets CF-InvalidAuthToken.
     let http = reqwest::blocking::Client::new();
@@ -326,7 +343,12 @@ fn expired_tokens_are_refreshed_by_the_cli_and_bad_tokens_are_refused() {
     let parts: Vec<&str> = jwt.split('.').collect();
     let mut claims = decode_segment(parts[1]);
     claims["exp"] = serde_json::json!(4_102_444_800u64); // 2100-01-01
-    let forged = format!("bearer {}.{}.{}", parts[0], encode_segment(&claims), parts[2]);
+    let forged = format!(
+        "bearer {}.{}.{}",
+        parts[0],
+        encode_segment(&claims),
+        parts[2]
+    );
     let mut config = admin.config().unwrap();
     config["AccessToken"] = serde_json::json!(forged);
     admin.write_config(&config).unwrap();
@@ -342,4 +364,48 @@ fn expired_tokens_are_refreshed_by_the_cli_and_bad_tokens_are_refused() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     assert!(response.text().unwrap().contains("CF-NotAuthenticated"));
+}
+
+/// A second `kiln up` on the same data directory keeps every org, user and credential; SIGTERM
+/// stops kiln cleanly, nats-server child included.
+#[test]
+fn restart_keeps_data_and_sigterm_stops_everything() {
+    let Some(cf) = cf_binary() else { return };
+    if std::env::var_os("CATS_CONFIG").is_some() {
+        eprintln!("skipping: restarts a locally started platform");
+        return;
+    }
+    let data_dir = tempfile::Builder::new()
+        .prefix("cats-restart-")
+        .tempdir()
+        .unwrap();
+    let (org, bob) = (unique_name("kept"), unique_name("bob"));
+
+    let first = Platform::start_local_in(data_dir.path(), &[]).expect("kiln up starts");
+    let admin = admin_session(&cf, &first);
+    admin.run(&["create-org", &org]).success();
+    admin.run(&["create-user", &bob, "pa55word"]).success();
+    admin
+        .run(&["set-org-role", &bob, &org, "OrgAuditor"])
+        .success();
+    let first_password = first.options.admin_password.clone();
+    let nats = first
+        .nats_url()
+        .expect("kiln up printed its NATS URL")
+        .to_string();
+    assert_eq!(first.terminate().unwrap(), 0, "kiln up exits 0 on SIGTERM");
+    let nats_address = nats.trim_start_matches("nats://");
+    assert!(
+        std::net::TcpStream::connect(nats_address).is_err(),
+        "the nats-server child at {nats_address} was stopped with kiln"
+    );
+
+    let second = Platform::start_local_in(data_dir.path(), &[]).expect("kiln up restarts");
+    assert_eq!(second.options.admin_password, first_password);
+    let admin = admin_session(&cf, &second);
+    admin.run(&["orgs"]).success().contains(&org);
+    admin.run(&["org-users", &org]).success().contains(&bob);
+    let as_bob = session(&cf, &second);
+    as_bob.run(&["auth", &bob, "pa55word"]).success();
+    as_bob.run(&["orgs"]).success().contains(&org);
 }

@@ -12,7 +12,9 @@ pub(crate) fn cf_binary() -> Option<PathBuf> {
     match cats::find_cf() {
         Some(path) => Some(path),
         None if cats::cf_is_required() => {
-            panic!("the cf CLI is required (KILN_REQUIRE_CF=1) but was not found on PATH or in CF_CLI")
+            panic!(
+                "the cf CLI is required (KILN_REQUIRE_CF=1) but was not found on PATH or in CF_CLI"
+            )
         }
         None => {
             eprintln!("skipping: the cf CLI is not installed (run scripts/install-deps)");
