@@ -163,7 +163,7 @@ async fn foundation(args: &BenchArgs, platform: &Platform) -> anyhow::Result<()>
             }
         })
         .await?;
-        latencies.sort_unstable();
+        latencies.sort_by(|a, b| a.total_cmp(b));
         p50s.push(percentile(&latencies, 0.50));
         p99s.push(percentile(&latencies, 0.99));
         rates.push(count as f64 / round.as_secs_f64());

@@ -62,7 +62,10 @@ fn every_crate_of_the_design_is_a_workspace_member() {
         .iter()
         .chain(COMPONENTS)
     {
-        assert!(edges.contains_key(*name), "{name} is not a workspace member");
+        assert!(
+            edges.contains_key(*name),
+            "{name} is not a workspace member"
+        );
     }
 }
 
@@ -145,11 +148,14 @@ const COMPATIBLE_LICENSES: &[&str] = &[
 /// True if some alternative of an SPDX expression consists only of compatible licences.
 fn license_is_compatible(expression: &str) -> bool {
     let cleaned = expression.replace(['(', ')'], "");
-    cleaned.split(" OR ").flat_map(|a| a.split('/')).any(|alternative| {
-        alternative
-            .split(" AND ")
-            .all(|license| COMPATIBLE_LICENSES.contains(&license.trim()))
-    })
+    cleaned
+        .split(" OR ")
+        .flat_map(|a| a.split('/'))
+        .any(|alternative| {
+            alternative
+                .split(" AND ")
+                .all(|license| COMPATIBLE_LICENSES.contains(&license.trim()))
+        })
 }
 
 #[test]

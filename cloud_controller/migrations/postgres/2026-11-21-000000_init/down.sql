@@ -1,0 +1,9 @@
+DROP TABLE jobs;
+DROP TABLE domains;
+DROP TABLE stacks;
+DROP TABLE feature_flags;
+DROP TABLE roles;
+DROP TABLE users;
+DROP TABLE spaces;
+DROP TABLE organizations;
+DROP TABLE quota_definitions;

@@ -1,0 +1,172 @@
+//! Assembly of the HTTP application: shared [`AppState`] (built once, outside the worker
+//! closure), extractor error handlers that answer with catalog errors, the request middleware
+//! (request id, tracing span, metrics, v2 error rendering, 5xx logging), and every resource
+//! module's `configure`.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse};
+use tracing::Instrument;
+
+use crate::auth::TokenVerifier;
+use crate::config::CcConfig;
+use crate::db::Db;
+use crate::error::{ApiError, ErrorKind};
+use crate::metrics::Metrics;
+use crate::uaa_client::UaaClient;
+
+/// Largest JSON body accepted.
+const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+/// State shared by all workers.
+pub struct AppState {
+    /// Database.
+    pub db: Db,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// UAA lookups.
+    pub uaa: UaaClient,
+    /// `external_url` without trailing slash.
+    pub external_url: String,
+    /// Public UAA URL.
+    pub uaa_url: String,
+    /// Public log-cache URL.
+    pub log_cache_url: Option<String>,
+    /// Name of the default stack.
+    pub default_stack: String,
+    /// Request counters.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Builds the state from a validated config and an open database.
+    pub fn new(config: &CcConfig, db: Db) -> Result<AppState, crate::CcError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|error| crate::CcError::Config(format!("HTTP client: {error}")))?;
+        Ok(AppState {
+            db,
+            verifier: TokenVerifier::new(
+                &config.uaa_public_base(),
+                &config.uaa_internal_base(),
+                http.clone(),
+            ),
+            uaa: UaaClient::new(
+                &config.uaa_internal_base(),
+                &config.uaa.client_id,
+                &config.uaa.client_secret,
+                http,
+            ),
+            external_url: config.external_base(),
+            uaa_url: config.uaa_public_base(),
+            log_cache_url: config
+                .log_cache_url
+                .as_ref()
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            default_stack: config.default_stack.clone(),
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// `CF-NotFound` "Unknown request" for unrouted paths and methods.
+pub async fn unknown_request() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::plain(ErrorKind::NotFound))
+}
+
+/// A resource whose unrouted methods answer "Unknown request" as JSON.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(unknown_request))
+}
+
+/// The whole application.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BYTES)
+                .content_type_required(false)
+                .error_handler(|error, _request| ApiError::parse(error.to_string()).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|error, _request| ApiError::bad_query(error.to_string()).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|_error, _request| ApiError::plain(ErrorKind::NotFound).into()),
+        )
+        .wrap(from_fn(request_middleware))
+        .configure(crate::v3::configure)
+        .configure(crate::v2::configure)
+        .default_service(web::to(unknown_request))
+}
+
+/// Request id, tracing span, metrics, v2 error bodies and 5xx logging for every request.
+async fn request_middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request_id = request
+        .headers()
+        .get("x-vcap-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 255)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = request.method().to_string();
+    let path = request.path().to_owned();
+    let is_v2 = path.starts_with("/v2");
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let started = Instant::now();
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let response = next.call(request).instrument(span.clone()).await?;
+    let mut response = response.map_into_boxed_body();
+    let api_error = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<ApiError>())
+        .cloned();
+    if let Some(api_error) = api_error {
+        if api_error.kind.status() >= 500 {
+            span.in_scope(|| tracing::error!(error = %api_error, internal = ?api_error.internal, "request failed"));
+        }
+        if is_v2 {
+            response = response.into_response(api_error.v2_response());
+        }
+    }
+    let status = response.status().as_u16();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-vcap-request-id"), value);
+    }
+    if let Some(state) = state {
+        state.metrics.record(&method, status);
+    }
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    Ok(response)
+}

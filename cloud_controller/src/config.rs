@@ -1,0 +1,144 @@
+//! Typed configuration of the Cloud Controller (`CcConfig`), deserialised from YAML and validated
+//! before any port is bound.
+
+use serde::Deserialize;
+
+use crate::CcError;
+
+/// Configuration of one Cloud Controller instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CcConfig {
+    /// The API URL clients use (e.g. `http://127.0.0.1:9022`). Every absolute link, `Location`
+    /// header and pagination href is built from it.
+    pub external_url: String,
+    /// `sqlite://PATH` or `postgres://user:pass@host:port/db`.
+    pub database_url: String,
+    /// Where UAA is and how the Cloud Controller talks to it.
+    pub uaa: UaaConfig,
+    /// The shared apps domain seeded at start.
+    #[serde(default = "default_apps_domain")]
+    pub apps_domain: String,
+    /// The default stack seeded at start.
+    #[serde(default = "default_stack")]
+    pub default_stack: String,
+    /// Public base URL of the log-cache API, advertised in the root document when set.
+    #[serde(default)]
+    pub log_cache_url: Option<String>,
+    /// Number of HTTP worker threads (default: actix's choice, one per core).
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+/// How the Cloud Controller reaches UAA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UaaConfig {
+    /// Public UAA base URL; the root document's `login` and `uaa` links point here and tokens
+    /// must carry `iss = {url}/oauth/token`.
+    pub url: String,
+    /// URL used by the Cloud Controller itself for `/token_keys` and user lookups (defaults to `url`).
+    #[serde(default)]
+    pub internal_url: Option<String>,
+    /// Client used for username lookups (`client_credentials`, authorities `scim.read scim.userids`).
+    pub client_id: String,
+    /// Secret of `client_id`.
+    pub client_secret: String,
+}
+
+fn default_apps_domain() -> String {
+    "apps.localhost".to_owned()
+}
+
+fn default_stack() -> String {
+    "kiln-host".to_owned()
+}
+
+/// Where the database lives, parsed from `database_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DatabaseTarget {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl CcConfig {
+    /// Checks every field that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), CcError> {
+        check_http_url("external_url", &self.external_url)?;
+        check_http_url("uaa.url", &self.uaa.url)?;
+        if let Some(internal) = &self.uaa.internal_url {
+            check_http_url("uaa.internal_url", internal)?;
+        }
+        if let Some(log_cache) = &self.log_cache_url {
+            check_http_url("log_cache_url", log_cache)?;
+        }
+        if self.uaa.client_id.trim().is_empty() {
+            return Err(CcError::Config("uaa.client_id must not be empty".into()));
+        }
+        if self.apps_domain.trim().is_empty() || self.apps_domain.contains('/') {
+            return Err(CcError::Config(format!(
+                "apps_domain {:?} is not a domain name",
+                self.apps_domain
+            )));
+        }
+        if self.default_stack.trim().is_empty() {
+            return Err(CcError::Config("default_stack must not be empty".into()));
+        }
+        if self.workers == Some(0) {
+            return Err(CcError::Config("workers must be at least 1".into()));
+        }
+        self.database_target()?;
+        Ok(())
+    }
+
+    pub(crate) fn database_target(&self) -> Result<DatabaseTarget, CcError> {
+        let url = self.database_url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path == ":memory:" {
+                return Err(CcError::Config(
+                    "database_url sqlite://:memory: or an empty path is not supported; name a file"
+                        .into(),
+                ));
+            }
+            return Ok(DatabaseTarget::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseTarget::Postgres(url.to_owned()));
+        }
+        Err(CcError::Config(format!(
+            "database_url must start with sqlite:// or postgres://, got {url:?}"
+        )))
+    }
+
+    /// `external_url` without a trailing slash.
+    pub(crate) fn external_base(&self) -> String {
+        self.external_url.trim_end_matches('/').to_owned()
+    }
+
+    pub(crate) fn uaa_public_base(&self) -> String {
+        self.uaa.url.trim_end_matches('/').to_owned()
+    }
+
+    pub(crate) fn uaa_internal_base(&self) -> String {
+        self.uaa
+            .internal_url
+            .as_deref()
+            .unwrap_or(&self.uaa.url)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+fn check_http_url(field: &str, value: &str) -> Result<(), CcError> {
+    let parsed = url::Url::parse(value)
+        .map_err(|error| CcError::Config(format!("{field} {value:?} is not a URL: {error}")))?;
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
+        return Err(CcError::Config(format!(
+            "{field} {value:?} must be an http or https URL"
+        )));
+    }
+    if parsed.host_str().is_none() {
+        return Err(CcError::Config(format!("{field} {value:?} has no host")));
+    }
+    Ok(())
+}

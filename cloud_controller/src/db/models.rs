@@ -1,0 +1,207 @@
+//! Storage rows. They never derive `Serialize`: the v3 and v2 presenters convert them at the edge.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+
+/// An organization quota (`quota_definitions`). `-1` means unlimited.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = quota_definitions)]
+pub struct QuotaRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub non_basic_services_allowed: bool,
+    pub total_services: i32,
+    pub total_routes: i32,
+    pub memory_limit: i32,
+    pub instance_memory_limit: i32,
+    pub app_instance_limit: i32,
+    pub app_task_limit: i32,
+    pub total_service_keys: i32,
+    pub total_reserved_route_ports: i32,
+    pub total_private_domains: i32,
+    pub log_rate_limit: i64,
+}
+
+/// An organization.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = organizations)]
+pub struct OrgRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub suspended: bool,
+    pub billing_enabled: bool,
+    pub quota_definition_id: i32,
+    pub default_isolation_segment_guid: Option<String>,
+}
+
+/// A new organization.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct NewOrg<'a> {
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub suspended: bool,
+    pub billing_enabled: bool,
+    pub quota_definition_id: i32,
+}
+
+/// A space.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = spaces)]
+pub struct SpaceRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub organization_id: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub allow_ssh: bool,
+}
+
+/// A new space.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = spaces)]
+pub struct NewSpace<'a> {
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub organization_id: i32,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub allow_ssh: bool,
+}
+
+/// A Cloud Controller user: a UAA user id (or client id) plus the name and origin last learned.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: i32,
+    pub guid: String,
+    pub username: Option<String>,
+    pub origin: Option<String>,
+    pub is_client: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new user.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub guid: &'a str,
+    pub username: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub is_client: bool,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+/// A role: `organization_id` is always set (for space roles, the space's org), `space_id` only
+/// for space roles.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = roles)]
+pub struct RoleRow {
+    pub id: i32,
+    pub guid: String,
+    pub role_type: String,
+    pub user_id: i32,
+    pub organization_id: i32,
+    pub space_id: Option<i32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new role.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = roles)]
+pub struct NewRole<'a> {
+    pub guid: &'a str,
+    pub role_type: &'a str,
+    pub user_id: i32,
+    pub organization_id: i32,
+    pub space_id: Option<i32>,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+/// A feature flag.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = feature_flags)]
+pub struct FeatureFlagRow {
+    pub id: i32,
+    pub name: String,
+    pub enabled: bool,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A stack.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = stacks)]
+pub struct StackRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A domain; shared when `owning_organization_id` is `None`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = domains)]
+pub struct DomainRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub internal: bool,
+    pub owning_organization_id: Option<i32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A pollable job. `errors` and `warnings` hold JSON arrays.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = jobs)]
+pub struct JobRow {
+    pub id: i32,
+    pub guid: String,
+    pub operation: String,
+    pub state: String,
+    pub resource_type: String,
+    pub resource_guid: String,
+    pub errors: String,
+    pub warnings: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new organization quota.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = quota_definitions)]
+pub struct NewQuota<'a> {
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub non_basic_services_allowed: bool,
+    pub total_services: i32,
+    pub total_routes: i32,
+    pub memory_limit: i32,
+    pub instance_memory_limit: i32,
+    pub app_instance_limit: i32,
+    pub app_task_limit: i32,
+    pub total_service_keys: i32,
+    pub total_reserved_route_ports: i32,
+    pub total_private_domains: i32,
+    pub log_rate_limit: i64,
+}

@@ -1,0 +1,46 @@
+//! Storage operations over [`DbConn`](crate::db::DbConn): plain functions taking a connection, run
+//! inside [`Db::run`](crate::db::Db::run). Permission checks live in `permissions`, not here.
+
+pub mod jobs;
+pub mod orgs;
+pub mod reference_data;
+pub mod roles;
+pub mod spaces;
+pub mod users;
+
+use crate::error::ApiError;
+
+/// Why a write was refused by the store.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique constraint refused the row (duplicate name, duplicate role, …).
+    Conflict,
+    /// Anything else.
+    Api(ApiError),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(error: diesel::result::Error) -> Self {
+        if crate::error::is_unique_violation(&error) {
+            StoreError::Conflict
+        } else {
+            StoreError::Api(error.into())
+        }
+    }
+}
+
+impl From<ApiError> for StoreError {
+    fn from(error: ApiError) -> Self {
+        StoreError::Api(error)
+    }
+}
+
+/// Current time as CC renders it: RFC 3339, UTC, whole seconds.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A fresh resource GUID.
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

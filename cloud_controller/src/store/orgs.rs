@@ -1,0 +1,110 @@
+//! Organizations and spaces-in-org cascades.
+
+use diesel::prelude::*;
+
+use super::{new_guid, now, StoreError};
+use crate::db::models::{NewOrg, OrgRow};
+use crate::db::schema::{domains, organizations, roles, spaces};
+use crate::db::DbConn;
+use crate::error::ApiError;
+
+/// Every organization, in creation order.
+pub fn list(conn: &mut DbConn) -> Result<Vec<OrgRow>, ApiError> {
+    Ok(organizations::table
+        .order(organizations::id.asc())
+        .select(OrgRow::as_select())
+        .load(conn)?)
+}
+
+/// The organization with this GUID.
+pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<OrgRow>, ApiError> {
+    Ok(organizations::table
+        .filter(organizations::guid.eq(guid))
+        .select(OrgRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The organization with this id.
+pub fn find_by_id(conn: &mut DbConn, id: i32) -> Result<Option<OrgRow>, ApiError> {
+    Ok(organizations::table
+        .find(id)
+        .select(OrgRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The organization with this name.
+pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<OrgRow>, ApiError> {
+    Ok(organizations::table
+        .filter(organizations::name.eq(name))
+        .select(OrgRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Inserts an organization; `Conflict` when the name is taken.
+pub fn create(
+    conn: &mut DbConn,
+    name: &str,
+    suspended: bool,
+    quota_definition_id: i32,
+) -> Result<OrgRow, StoreError> {
+    let guid = new_guid();
+    let timestamp = now();
+    diesel::insert_into(organizations::table)
+        .values(&NewOrg {
+            guid: &guid,
+            name,
+            created_at: &timestamp,
+            updated_at: &timestamp,
+            suspended,
+            billing_enabled: false,
+            quota_definition_id,
+        })
+        .execute(conn)?;
+    find(conn, &guid)?
+        .ok_or_else(|| StoreError::Api(ApiError::internal("organization vanished after insert")))
+}
+
+/// Changes name and/or suspension; `Conflict` when the new name is taken.
+pub fn update(
+    conn: &mut DbConn,
+    id: i32,
+    name: Option<&str>,
+    suspended: Option<bool>,
+    quota_definition_id: Option<i32>,
+) -> Result<OrgRow, StoreError> {
+    let timestamp = now();
+    if let Some(name) = name {
+        diesel::update(organizations::table.find(id))
+            .set(organizations::name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(suspended) = suspended {
+        diesel::update(organizations::table.find(id))
+            .set(organizations::suspended.eq(suspended))
+            .execute(conn)?;
+    }
+    if let Some(quota) = quota_definition_id {
+        diesel::update(organizations::table.find(id))
+            .set(organizations::quota_definition_id.eq(quota))
+            .execute(conn)?;
+    }
+    diesel::update(organizations::table.find(id))
+        .set(organizations::updated_at.eq(&timestamp))
+        .execute(conn)?;
+    find_by_id(conn, id)?.ok_or_else(|| StoreError::Api(ApiError::not_found("Organization")))
+}
+
+/// Deletes the organization with its spaces, roles and private domains, in one transaction.
+pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
+    conn.transaction::<_, ApiError, _>(|conn| {
+        diesel::delete(roles::table.filter(roles::organization_id.eq(id))).execute(conn)?;
+        diesel::delete(spaces::table.filter(spaces::organization_id.eq(id))).execute(conn)?;
+        diesel::delete(domains::table.filter(domains::owning_organization_id.eq(id)))
+            .execute(conn)?;
+        diesel::delete(organizations::table.find(id)).execute(conn)?;
+        Ok(())
+    })
+}

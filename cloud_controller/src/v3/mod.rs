@@ -1,0 +1,38 @@
+//! The CC API v3: one module per resource, each with its own `configure`.
+
+pub mod domains;
+pub mod feature_flags;
+pub mod jobs;
+pub mod organizations;
+pub mod placeholders;
+pub mod present;
+pub mod quotas;
+pub mod roles;
+pub mod root;
+pub mod spaces;
+pub mod stacks;
+pub mod users;
+
+use actix_web::web;
+
+/// Registers every v3 route plus the root documents, `/healthz` and `/metrics`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    root::configure(config);
+    organizations::configure(config);
+    spaces::configure(config);
+    users::configure(config);
+    roles::configure(config);
+    feature_flags::configure(config);
+    stacks::configure(config);
+    domains::configure(config);
+    quotas::configure(config);
+    jobs::configure(config);
+    placeholders::configure(config);
+}
+
+/// A 202 answer pointing at a job.
+pub(crate) fn accepted_job(base: &str, job_guid: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Accepted()
+        .insert_header(("Location", format!("{base}/v3/jobs/{job_guid}")))
+        .finish()
+}

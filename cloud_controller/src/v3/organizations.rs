@@ -1,0 +1,409 @@
+//! `/v3/organizations`: list, get, create (with the creator's roles when a non-admin creates),
+//! update, delete as a job, and the sub-resources `cf org` reads (domains, default domain, usage
+//! summary, default isolation segment).
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::Connection;
+use serde_json::{json, Value};
+
+use crate::app::{resource, AppState};
+use crate::auth::CurrentUser;
+use crate::body;
+use crate::db::models::OrgRow;
+use crate::db::DbConn;
+use crate::error::ApiError;
+use crate::permissions::{Permissions, RoleType};
+use crate::query::{list_body, ListQuery, SortKey};
+use crate::store::{self, StoreError};
+use crate::v3::present;
+
+/// Registers the organization routes.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/v3/organizations")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(
+            resource("/v3/organizations/{guid}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/v3/organizations/{guid}/domains").route(web::get().to(list_domains)))
+        .service(
+            resource("/v3/organizations/{guid}/domains/default")
+                .route(web::get().to(default_domain)),
+        )
+        .service(
+            resource("/v3/organizations/{guid}/usage_summary").route(web::get().to(usage_summary)),
+        )
+        .service(
+            resource("/v3/organizations/{guid}/relationships/default_isolation_segment")
+                .route(web::get().to(default_isolation_segment)),
+        );
+}
+
+/// Quota GUIDs by quota id.
+pub(crate) fn quota_guids(conn: &mut DbConn) -> Result<HashMap<i32, String>, ApiError> {
+    Ok(store::reference_data::list_quotas(conn)?
+        .into_iter()
+        .map(|quota| (quota.id, quota.guid))
+        .collect())
+}
+
+/// The org, if it exists and the caller may see it; otherwise 404 "Organization not found".
+pub(crate) fn visible_org(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+    guid: &str,
+) -> Result<OrgRow, ApiError> {
+    store::orgs::find(conn, guid)?
+        .filter(|org| permissions.can_read_org(org.id))
+        .ok_or_else(|| ApiError::not_found("Organization"))
+}
+
+pub(crate) fn render(conn: &mut DbConn, base: &str, org: &OrgRow) -> Result<Value, ApiError> {
+    let quota_guid = store::reference_data::find_quota_by_id(conn, org.quota_definition_id)?
+        .map(|quota| quota.guid)
+        .unwrap_or_default();
+    Ok(present::organization(base, org, &quota_guid))
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &["names", "guids", "label_selector"],
+        &[SortKey::Name],
+    )?;
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let quotas = quota_guids(conn)?;
+            let mut orgs: Vec<OrgRow> = store::orgs::list(conn)?
+                .into_iter()
+                .filter(|org| permissions.can_read_org(org.id))
+                .filter(|org| {
+                    query.matches("names", &org.name) && query.matches("guids", &org.guid)
+                })
+                .collect();
+            query.sort(
+                &mut orgs,
+                |org| &org.name,
+                |org| &org.created_at,
+                |org| &org.updated_at,
+            );
+            let (page, pagination) = query.page_of(orgs, &base, "/v3/organizations");
+            let resources = page
+                .iter()
+                .map(|org| {
+                    present::organization(
+                        &base,
+                        org,
+                        quotas
+                            .get(&org.quota_definition_id)
+                            .map_or("", String::as_str),
+                    )
+                })
+                .collect();
+            Ok(list_body(pagination, resources, None))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            render(conn, &base, &org)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::unprocessable(format!("Organization '{name}' already exists."))
+}
+
+/// Creates an org as `user`; non-admin creators get organization_user and organization_manager.
+pub(crate) fn create_org(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    name: &str,
+    suspended: bool,
+    taken: impl Fn(&str) -> ApiError,
+) -> Result<OrgRow, ApiError> {
+    let permissions = Permissions::load(conn, user)?;
+    if !permissions.can_write_globally()
+        && !store::reference_data::flag_enabled(conn, "user_org_creation")?
+    {
+        return Err(ApiError::forbidden());
+    }
+    if suspended && !permissions.can_write_globally() {
+        return Err(ApiError::forbidden());
+    }
+    conn.transaction::<_, ApiError, _>(|conn| {
+        let quota =
+            store::reference_data::default_quota(conn).map_err(store_error(|| taken(name)))?;
+        let org = store::orgs::create(conn, name, suspended, quota.id)
+            .map_err(store_error(|| taken(name)))?;
+        if !permissions.can_write_globally() {
+            for role in [RoleType::OrganizationUser, RoleType::OrganizationManager] {
+                store::roles::create(conn, role.as_str(), user.user_id, org.id, None)
+                    .map_err(store_error(|| ApiError::internal("creator role conflict")))?;
+            }
+        }
+        Ok(org)
+    })
+}
+
+/// Maps a store error, turning `Conflict` into the given API error.
+pub(crate) fn store_error(conflict: impl Fn() -> ApiError) -> impl Fn(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::Conflict => conflict(),
+        StoreError::Api(error) => error,
+    }
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = body::object(&payload, &["name", "suspended"])?;
+    let name = body::name(object, true)?.unwrap_or_default();
+    let suspended = body::optional_bool(object, "suspended")?.unwrap_or(false);
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let org = create_org(conn, &user, &name, suspended, name_taken)?;
+            render(conn, &base, &org)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = body::object(&payload, &["name", "suspended"])?;
+    let name = body::name(object, false)?;
+    let suspended = body::optional_bool(object, "suspended")?;
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            if !permissions.can_write_org(org.id)
+                || (suspended.is_some() && !permissions.can_write_globally())
+            {
+                return Err(ApiError::forbidden());
+            }
+            let taken_name = name.clone().unwrap_or_default();
+            let org = store::orgs::update(conn, org.id, name.as_deref(), suspended, None).map_err(
+                store_error(|| {
+                    ApiError::unprocessable(format!(
+                        "Organization name '{taken_name}' is already taken."
+                    ))
+                }),
+            )?;
+            render(conn, &base, &org)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let job_guid = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            if !permissions.can_write_globally() {
+                return Err(ApiError::forbidden());
+            }
+            store::jobs::run_now(
+                conn,
+                "organization.delete",
+                "organization",
+                &org.guid,
+                |conn| store::orgs::delete_cascade(conn, org.id),
+            )
+        })
+        .await?;
+    Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
+}
+
+async fn list_domains(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &["names", "guids", "organization_guids", "label_selector"],
+        &[SortKey::Name],
+    )?;
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            let mut domains: Vec<_> = store::reference_data::list_domains(conn)?
+                .into_iter()
+                .filter(|domain| {
+                    domain
+                        .owning_organization_id
+                        .is_none_or(|owner| owner == org.id)
+                })
+                .filter(|domain| {
+                    query.matches("names", &domain.name) && query.matches("guids", &domain.guid)
+                })
+                .filter(|domain| {
+                    let owner = domain.owning_organization_id.map(|_| org.guid.as_str());
+                    query.matches_opt("organization_guids", owner)
+                })
+                .collect();
+            query.sort(
+                &mut domains,
+                |domain| &domain.name,
+                |domain| &domain.created_at,
+                |domain| &domain.updated_at,
+            );
+            let path = format!("/v3/organizations/{}/domains", org.guid);
+            let (page, pagination) = query.page_of(domains, &base, &path);
+            let resources = page
+                .iter()
+                .map(|domain| {
+                    present::domain(
+                        &base,
+                        domain,
+                        domain.owning_organization_id.map(|_| org.guid.as_str()),
+                    )
+                })
+                .collect();
+            Ok(list_body(pagination, resources, None))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn default_domain(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            let domains = store::reference_data::list_domains(conn)?;
+            let domain = domains
+                .iter()
+                .find(|domain| domain.owning_organization_id.is_none() && !domain.internal)
+                .or_else(|| {
+                    domains
+                        .iter()
+                        .find(|domain| domain.owning_organization_id == Some(org.id))
+                })
+                .ok_or_else(|| ApiError::not_found("Domain"))?;
+            Ok(present::domain(
+                &base,
+                domain,
+                domain.owning_organization_id.map(|_| org.guid.as_str()),
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn usage_summary(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            let private_domains = store::reference_data::list_domains(conn)?
+                .iter()
+                .filter(|domain| domain.owning_organization_id == Some(org.id))
+                .count();
+            // Apps, routes and services do not exist in Kiln yet, so their usage is truly zero.
+            Ok(json!({
+                "usage_summary": {
+                    "started_instances": 0, "memory_in_mb": 0, "routes": 0, "service_instances": 0,
+                    "reserved_ports": 0, "domains": private_domains, "per_app_tasks": 0, "service_keys": 0,
+                },
+                "links": {
+                    "self": {"href": format!("{base}/v3/organizations/{}/usage_summary", org.guid)},
+                    "organization": {"href": format!("{base}/v3/organizations/{}", org.guid)},
+                },
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn default_isolation_segment(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = visible_org(conn, &permissions, &guid)?;
+            // Kiln has no isolation segments, so no org has a default one.
+            Ok(json!({
+                "data": null,
+                "links": {
+                    "self": {"href": format!("{base}/v3/organizations/{}/relationships/default_isolation_segment", org.guid)},
+                },
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}

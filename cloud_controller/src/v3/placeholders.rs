@@ -1,0 +1,159 @@
+//! Resources `cf org` and `cf space` read that Kiln does not have yet: apps, service instances,
+//! isolation segments, security groups and space quotas. Lists answer an honest empty page with
+//! the right shape (after validating the query and, where a space is named, its visibility);
+//! single resources answer 404.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::{resource, AppState};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::permissions::Permissions;
+use crate::query::{list_body, ListQuery, SortKey};
+use crate::v3::spaces::visible_space;
+
+/// Registers the placeholder routes.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/v3/apps").route(web::get().to(apps)))
+        .service(resource("/v3/service_instances").route(web::get().to(service_instances)))
+        .service(resource("/v3/isolation_segments").route(web::get().to(isolation_segments)))
+        .service(resource("/v3/isolation_segments/{guid}").route(web::get().to(isolation_segment)))
+        .service(resource("/v3/security_groups").route(web::get().to(security_groups)))
+        .service(
+            resource("/v3/spaces/{guid}/running_security_groups")
+                .route(web::get().to(space_security_groups)),
+        )
+        .service(
+            resource("/v3/spaces/{guid}/staging_security_groups")
+                .route(web::get().to(space_security_groups)),
+        )
+        .service(resource("/v3/space_quotas").route(web::get().to(space_quotas)))
+        .service(resource("/v3/space_quotas/{guid}").route(web::get().to(space_quota)));
+}
+
+fn empty(state: &AppState, query: &ListQuery, path: &str) -> HttpResponse {
+    let (_, pagination) = query.page_of(Vec::<()>::new(), &state.external_url, path);
+    HttpResponse::Ok().json(list_body(pagination, Vec::new(), None))
+}
+
+async fn apps(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &[
+            "names",
+            "guids",
+            "space_guids",
+            "organization_guids",
+            "stacks",
+            "include",
+            "lifecycle_type",
+            "label_selector",
+        ],
+        &[SortKey::Name],
+    )?;
+    Ok(empty(&state, &query, "/v3/apps"))
+}
+
+async fn service_instances(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &[
+            "names",
+            "guids",
+            "space_guids",
+            "organization_guids",
+            "type",
+            "service_plan_guids",
+            "service_plan_names",
+            "fields[space]",
+            "fields[space.organization]",
+            "fields[service_plan]",
+            "fields[service_plan.service_offering]",
+            "fields[service_plan.service_offering.service_broker]",
+            "label_selector",
+        ],
+        &[SortKey::Name],
+    )?;
+    Ok(empty(&state, &query, "/v3/service_instances"))
+}
+
+async fn isolation_segments(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &["names", "guids", "organization_guids", "label_selector"],
+        &[SortKey::Name],
+    )?;
+    Ok(empty(&state, &query, "/v3/isolation_segments"))
+}
+
+async fn isolation_segment(_user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("Isolation segment"))
+}
+
+async fn security_groups(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &[
+            "names",
+            "guids",
+            "globally_enabled_running",
+            "globally_enabled_staging",
+            "running_space_guids",
+            "staging_space_guids",
+        ],
+        &[SortKey::Name],
+    )?;
+    Ok(empty(&state, &query, "/v3/security_groups"))
+}
+
+async fn space_security_groups(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(&request, &["names", "guids"], &[SortKey::Name])?;
+    let guid = path.into_inner();
+    state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            visible_space(conn, &permissions, &guid).map(|_| ())
+        })
+        .await?;
+    Ok(empty(&state, &query, request.path()))
+}
+
+async fn space_quotas(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &["names", "guids", "organization_guids", "space_guids"],
+        &[SortKey::Name],
+    )?;
+    Ok(empty(&state, &query, "/v3/space_quotas"))
+}
+
+async fn space_quota(_user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("Space quota"))
+}

@@ -1,0 +1,258 @@
+//! `/v3/spaces`: list (with `include=organization`), get, create, update, delete as a job, and
+//! the space's isolation-segment relationship that `cf space` reads.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use crate::app::{resource, AppState};
+use crate::auth::CurrentUser;
+use crate::body;
+use crate::db::models::SpaceRow;
+use crate::db::DbConn;
+use crate::error::ApiError;
+use crate::permissions::Permissions;
+use crate::query::{list_body, ListQuery, SortKey};
+use crate::store;
+use crate::v3::organizations::{quota_guids, store_error};
+use crate::v3::present;
+
+/// Registers the space routes.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/v3/spaces")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(
+            resource("/v3/spaces/{guid}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        )
+        .service(
+            resource("/v3/spaces/{guid}/relationships/isolation_segment")
+                .route(web::get().to(isolation_segment)),
+        );
+}
+
+/// The space and its org GUID, if it exists and the caller may see it; otherwise 404.
+pub(crate) fn visible_space(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+    guid: &str,
+) -> Result<(SpaceRow, crate::db::models::OrgRow), ApiError> {
+    let space = store::spaces::find(conn, guid)?
+        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
+        .ok_or_else(|| ApiError::not_found("Space"))?;
+    let org = store::orgs::find_by_id(conn, space.organization_id)?
+        .ok_or_else(|| ApiError::not_found("Space"))?;
+    Ok((space, org))
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &[
+            "names",
+            "guids",
+            "organization_guids",
+            "include",
+            "label_selector",
+        ],
+        &[SortKey::Name],
+    )?;
+    query.check_include(&["organization"])?;
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let orgs: HashMap<i32, _> = store::orgs::list(conn)?
+                .into_iter()
+                .map(|org| (org.id, org))
+                .collect();
+            let mut spaces: Vec<SpaceRow> = store::spaces::list(conn)?
+                .into_iter()
+                .filter(|space| permissions.can_read_space(space.id, space.organization_id))
+                .filter(|space| {
+                    let org_guid = orgs
+                        .get(&space.organization_id)
+                        .map_or("", |org| org.guid.as_str());
+                    query.matches("names", &space.name)
+                        && query.matches("guids", &space.guid)
+                        && query.matches("organization_guids", org_guid)
+                })
+                .collect();
+            query.sort(
+                &mut spaces,
+                |space| &space.name,
+                |space| &space.created_at,
+                |space| &space.updated_at,
+            );
+            let (page, pagination) = query.page_of(spaces, &base, "/v3/spaces");
+            let resources = page
+                .iter()
+                .map(|space| {
+                    present::space(
+                        &base,
+                        space,
+                        orgs.get(&space.organization_id)
+                            .map_or("", |org| org.guid.as_str()),
+                    )
+                })
+                .collect();
+            let included = if query.includes("organization") {
+                let quotas = quota_guids(conn)?;
+                let mut seen = Vec::new();
+                let mut organizations = Vec::new();
+                for space in &page {
+                    if seen.contains(&space.organization_id) {
+                        continue;
+                    }
+                    seen.push(space.organization_id);
+                    if let Some(org) = orgs.get(&space.organization_id) {
+                        let quota = quotas
+                            .get(&org.quota_definition_id)
+                            .map_or("", String::as_str);
+                        organizations.push(present::organization(&base, org, quota));
+                    }
+                }
+                Some(json!({"organizations": organizations}))
+            } else {
+                None
+            };
+            Ok(list_body(pagination, resources, included))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, org) = visible_space(conn, &permissions, &guid)?;
+            Ok(present::space(&base, &space, &org.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn name_taken() -> ApiError {
+    ApiError::unprocessable("Name must be unique per organization")
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = body::object(&payload, &["name", "relationships"])?;
+    let name = body::name(object, true)?.unwrap_or_default();
+    let org_guid = body::relationship_guid(object, "organization")?.ok_or_else(|| {
+        ApiError::unprocessable(
+            "Relationships 'relationships' must include one or more valid relationships",
+        )
+    })?;
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let invalid_org = || ApiError::unprocessable("Invalid organization. Ensure the organization exists and you have access to it.");
+            let org = store::orgs::find(conn, &org_guid)?
+                .filter(|org| permissions.can_read_org(org.id))
+                .ok_or_else(invalid_org)?;
+            if !permissions.can_write_org(org.id) {
+                return Err(ApiError::forbidden());
+            }
+            let space = store::spaces::create(conn, &name, org.id).map_err(store_error(name_taken))?;
+            Ok(present::space(&base, &space, &org.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = body::object(&payload, &["name"])?;
+    let name = body::name(object, false)?;
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, org) = visible_space(conn, &permissions, &guid)?;
+            if !permissions.can_manage_space(space.id, org.id) {
+                return Err(ApiError::forbidden());
+            }
+            let space = store::spaces::update(conn, space.id, name.as_deref(), None)
+                .map_err(store_error(name_taken))?;
+            Ok(present::space(&base, &space, &org.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let job_guid = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, org) = visible_space(conn, &permissions, &guid)?;
+            if !permissions.can_write_org(org.id) {
+                return Err(ApiError::forbidden());
+            }
+            store::jobs::run_now(conn, "space.delete", "space", &space.guid, |conn| {
+                store::spaces::delete_cascade(conn, space.id)
+            })
+        })
+        .await?;
+    Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
+}
+
+async fn isolation_segment(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, _org) = visible_space(conn, &permissions, &guid)?;
+            // Kiln has no isolation segments yet: every space runs in the shared one.
+            Ok(json!({
+                "data": null,
+                "links": {"self": {"href": format!("{base}/v3/spaces/{}/relationships/isolation_segment", space.guid)}},
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}

@@ -1,0 +1,32 @@
+//! The shipped example configuration parses and validates; bad configs are refused before binding.
+
+use cloud_controller::CcConfig;
+
+#[test]
+fn example_config_parses_and_validates() {
+    let text = include_str!("../../cloud_controller.example.yml");
+    let config: CcConfig = serde_yaml::from_str(text).expect("example config parses");
+    config.validate().expect("example config is valid");
+    assert_eq!(config.apps_domain, "apps.localhost");
+    assert_eq!(config.uaa.client_id, "cloud_controller_username_lookup");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused() {
+    let unknown = "external_url: http://a\ndatabase_url: sqlite://x\nuaa: {url: http://u, client_id: c, client_secret: s}\ncolour: blue\n";
+    assert!(serde_yaml::from_str::<CcConfig>(unknown).is_err());
+    let memory = "external_url: http://a\ndatabase_url: 'sqlite://:memory:'\nuaa: {url: http://u, client_id: c, client_secret: s}\n";
+    let config: CcConfig = serde_yaml::from_str(memory).unwrap();
+    assert!(config.validate().is_err());
+    let bad_url = "external_url: nope\ndatabase_url: sqlite://x\nuaa: {url: http://u, client_id: c, client_secret: s}\n";
+    let config: CcConfig = serde_yaml::from_str(bad_url).unwrap();
+    assert!(config.validate().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_an_invalid_config_before_serving() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config =
+        crate::support::cc_config("mysql://nope", "http://127.0.0.1:1", "http://127.0.0.1:2");
+    assert!(cloud_controller::run(config, listener).await.is_err());
+}

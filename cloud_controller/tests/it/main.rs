@@ -1,0 +1,14 @@
+//! Integration tests of the Cloud Controller over real HTTP: a real CC on 127.0.0.1:0 with SQLite
+//! in a tempdir (and PostgreSQL when `KILN_TEST_POSTGRES_URL` is set), tokens from either a test
+//! issuer (our own RSA key served as JWKS, plus a small SCIM endpoint) or the real `uaa` crate.
+
+mod support;
+
+mod auth;
+mod config;
+mod orgs_spaces;
+mod persistence;
+mod roles;
+mod root;
+mod v2;
+mod with_uaa;

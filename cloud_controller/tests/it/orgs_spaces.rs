@@ -1,0 +1,519 @@
+//! Organizations and spaces: shapes, validation, visibility, pagination, filters, delete jobs.
+
+use serde_json::json;
+
+use crate::support::{check, databases, Harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_lifecycle_and_validation() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+
+        let created = harness
+            .post(
+                "/v3/organizations",
+                &admin,
+                json!({"name": "acme", "suspended": false}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        check(
+            &created.body,
+            &harness.base,
+            json!({
+                "guid": "<guid>", "created_at": "<time>", "updated_at": "<time>", "name": "acme", "suspended": false,
+                "relationships": {"quota": {"data": {"guid": "<guid>"}}},
+                "metadata": {"labels": {}, "annotations": {}},
+                "links": {
+                    "self": {"href": "<api>/v3/organizations/<guid>"},
+                    "domains": {"href": "<api>/v3/organizations/<guid>/domains"},
+                    "default_domain": {"href": "<api>/v3/organizations/<guid>/domains/default"},
+                    "quota": {"href": "<api>/v3/organization_quotas/<guid>"},
+                },
+            }),
+        );
+        let org_guid = created.body["guid"].as_str().unwrap().to_owned();
+
+        harness
+            .post("/v3/organizations", &admin, json!({"name": "acme"}))
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization 'acme' already exists.",
+            );
+        harness
+            .post("/v3/organizations", &admin, json!({"name": ""}))
+            .await
+            .assert_v3_error(422, "CF-UnprocessableEntity", "Name can't be blank");
+        harness
+            .post(
+                "/v3/organizations",
+                &admin,
+                json!({"name": "x".repeat(256)}),
+            )
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Name is too long (maximum is 255 characters)",
+            );
+        harness
+            .post("/v3/organizations", &admin, json!({"name": "a", "foo": 1}))
+            .await
+            .assert_v3_error(422, "CF-UnprocessableEntity", "Unknown field(s): 'foo'");
+        let malformed = harness
+            .request(
+                reqwest::Method::POST,
+                "/v3/organizations",
+                Some(&admin),
+                Some("{not json"),
+            )
+            .await;
+        assert_eq!(malformed.status, 400, "{:#}", malformed.body);
+        assert_eq!(malformed.body["errors"][0]["title"], "CF-MessageParseError");
+        assert_eq!(malformed.body["errors"][0]["code"], 1001);
+        harness
+            .get(
+                "/v3/organizations/00000000-0000-0000-0000-000000000000",
+                &admin,
+            )
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Organization not found");
+
+        // The quota it points at is the seeded default quota.
+        let quota_guid = created.body["relationships"]["quota"]["data"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let quota = harness
+            .get(&format!("/v3/organization_quotas/{quota_guid}"), &admin)
+            .await;
+        assert_eq!(quota.body["name"], "default");
+        assert_eq!(quota.body["apps"]["total_memory_in_mb"], 10240);
+        assert_eq!(
+            quota.body["relationships"]["organizations"]["data"][0]["guid"],
+            org_guid.as_str()
+        );
+
+        // Rename, then the `cf org` reads.
+        let renamed = harness
+            .patch(
+                &format!("/v3/organizations/{org_guid}"),
+                &admin,
+                json!({"name": "acme-2"}),
+            )
+            .await;
+        assert_eq!(renamed.status, 200, "{:#}", renamed.body);
+        assert_eq!(renamed.body["name"], "acme-2");
+        let domains = harness
+            .get(&format!("/v3/organizations/{org_guid}/domains"), &admin)
+            .await;
+        assert_eq!(domains.body["resources"][0]["name"], "apps.localhost");
+        assert!(domains.body["resources"][0]["relationships"]["organization"]["data"].is_null());
+        let default_domain = harness
+            .get(
+                &format!("/v3/organizations/{org_guid}/domains/default"),
+                &admin,
+            )
+            .await;
+        assert_eq!(default_domain.body["name"], "apps.localhost");
+        let isolation = harness
+            .get(
+                &format!("/v3/organizations/{org_guid}/relationships/default_isolation_segment"),
+                &admin,
+            )
+            .await;
+        assert_eq!(isolation.status, 200);
+        assert!(isolation.body["data"].is_null());
+        let segments = harness
+            .get(
+                &format!("/v3/isolation_segments?organization_guids={org_guid}"),
+                &admin,
+            )
+            .await;
+        assert_eq!(segments.body["resources"], json!([]));
+
+        // Delete as a job.
+        let space_guid = harness.create_space(&org_guid, "dev").await;
+        let deleted = harness
+            .delete(&format!("/v3/organizations/{org_guid}"), &admin)
+            .await;
+        assert_eq!(deleted.status, 202, "{:#}", deleted.body);
+        let location = deleted.header("location").expect("Location");
+        assert!(
+            location.starts_with(&format!("{}/v3/jobs/", harness.base)),
+            "{location}"
+        );
+        let job = harness.wait_job(&location, &admin).await;
+        assert_eq!(job["state"], "COMPLETE", "{job:#}");
+        assert_eq!(job["operation"], "organization.delete");
+        harness
+            .get(&format!("/v3/organizations/{org_guid}"), &admin)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Organization not found");
+        harness
+            .get(&format!("/v3/spaces/{space_guid}"), &admin)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Space not found");
+        harness.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_filters_and_ordering() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        for name in ["cherry", "apple", "banana", "with,comma"] {
+            harness.create_org(name).await;
+        }
+        let first = harness
+            .get("/v3/organizations?order_by=name&per_page=2", &admin)
+            .await;
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body["pagination"]["total_results"], 4);
+        assert_eq!(first.body["pagination"]["total_pages"], 2);
+        let names: Vec<&str> = first.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|org| org["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["apple", "banana"]);
+        let next = first.body["pagination"]["next"]["href"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            next.starts_with(&format!("{}/v3/organizations?", harness.base)),
+            "{next}"
+        );
+        let second = harness.get(&next, &admin).await;
+        let names: Vec<&str> = second.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|org| org["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cherry", "with,comma"]);
+        assert!(second.body["pagination"]["next"].is_null());
+        assert!(second.body["pagination"]["previous"]["href"]
+            .as_str()
+            .unwrap()
+            .contains("page=1"));
+
+        let descending = harness
+            .get("/v3/organizations?order_by=-name", &admin)
+            .await;
+        assert_eq!(descending.body["resources"][0]["name"], "with,comma");
+
+        // The CLI writes a literal comma inside a name as %2C before joining with commas.
+        let filtered = harness
+            .get(
+                "/v3/organizations?names=apple%2Cwith%252Ccomma&per_page=1&page=1",
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            filtered.body["pagination"]["total_results"], 2,
+            "{:#}",
+            filtered.body
+        );
+        assert_eq!(filtered.body["resources"].as_array().unwrap().len(), 1);
+        let none = harness.get("/v3/organizations?names=nothing", &admin).await;
+        assert_eq!(none.body["resources"], json!([]));
+
+        for bad in [
+            "per_page=0",
+            "per_page=5001",
+            "per_page=abc",
+            "page=0",
+            "order_by=colour",
+            "colour=blue",
+        ] {
+            let answer = harness
+                .get(&format!("/v3/organizations?{bad}"), &admin)
+                .await;
+            assert_eq!(answer.status, 400, "{bad}: {:#}", answer.body);
+            assert_eq!(
+                answer.body["errors"][0]["title"], "CF-BadQueryParameter",
+                "{bad}"
+            );
+        }
+
+        let stacks = harness.get("/v3/stacks?names=kiln-host", &admin).await;
+        assert_eq!(
+            stacks.body["resources"][0]["description"],
+            "Kiln host-backed root filesystem"
+        );
+        assert_eq!(stacks.body["resources"][0]["default"], true);
+        let domains = harness
+            .get("/v3/domains?names=apps.localhost", &admin)
+            .await;
+        assert_eq!(domains.body["pagination"]["total_results"], 1);
+        let flags = harness.get("/v3/feature_flags", &admin).await;
+        let flag_names: Vec<&str> = flags.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|flag| flag["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            flag_names.contains(&"user_org_creation") && flag_names.contains(&"route_sharing"),
+            "{flag_names:?}"
+        );
+        harness
+            .get("/v3/feature_flags/nope", &admin)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Feature flag not found");
+        harness.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spaces_lifecycle() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org_guid = harness.create_org("acme").await;
+        let other_org = harness.create_org("other").await;
+        let body =
+            json!({"name": "dev", "relationships": {"organization": {"data": {"guid": org_guid}}}});
+        let created = harness.post("/v3/spaces", &admin, body.clone()).await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        check(
+            &created.body,
+            &harness.base,
+            json!({
+                "guid": "<guid>", "created_at": "<time>", "updated_at": "<time>", "name": "dev", "suspended": false,
+                "relationships": {"organization": {"data": {"guid": "<guid>"}}, "quota": {"data": null}},
+                "metadata": {"labels": {}, "annotations": {}},
+                "links": {
+                    "self": {"href": "<api>/v3/spaces/<guid>"},
+                    "organization": {"href": "<api>/v3/organizations/<guid>"},
+                    "features": {"href": "<api>/v3/spaces/<guid>/features"},
+                    "apply_manifest": {"href": "<api>/v3/spaces/<guid>/actions/apply_manifest", "method": "POST"},
+                },
+            }),
+        );
+        let space_guid = created.body["guid"].as_str().unwrap().to_owned();
+        harness
+            .post("/v3/spaces", &admin, body)
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Name must be unique per organization",
+            );
+        // The same name in another org is fine.
+        harness.create_space(&other_org, "dev").await;
+        harness
+            .post("/v3/spaces", &admin, json!({"name": "x", "relationships": {"organization": {"data": {"guid": "missing"}}}}))
+            .await
+            .assert_v3_error(422, "CF-UnprocessableEntity", "Invalid organization. Ensure the organization exists and you have access to it.");
+
+        let listed = harness
+            .get(
+                &format!(
+                    "/v3/spaces?organization_guids={org_guid}&order_by=name&include=organization"
+                ),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            listed.body["pagination"]["total_results"], 1,
+            "{:#}",
+            listed.body
+        );
+        assert_eq!(
+            listed.body["included"]["organizations"][0]["guid"],
+            org_guid.as_str()
+        );
+        let lookup = harness
+            .get(
+                &format!("/v3/spaces?names=dev&organization_guids={other_org}&per_page=1&page=1"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            lookup.body["resources"][0]["relationships"]["organization"]["data"]["guid"],
+            other_org.as_str()
+        );
+
+        for path in ["running_security_groups", "staging_security_groups"] {
+            let groups = harness
+                .get(&format!("/v3/spaces/{space_guid}/{path}"), &admin)
+                .await;
+            assert_eq!(groups.status, 200);
+            assert_eq!(groups.body["resources"], json!([]));
+        }
+        let isolation = harness
+            .get(
+                &format!("/v3/spaces/{space_guid}/relationships/isolation_segment"),
+                &admin,
+            )
+            .await;
+        assert!(isolation.body["data"].is_null());
+        let apps = harness
+            .get(&format!("/v3/apps?space_guids={space_guid}"), &admin)
+            .await;
+        assert_eq!(apps.body["resources"], json!([]));
+
+        let deleted = harness
+            .delete(&format!("/v3/spaces/{space_guid}"), &admin)
+            .await;
+        assert_eq!(deleted.status, 202);
+        let job = harness
+            .wait_job(&deleted.header("location").unwrap(), &admin)
+            .await;
+        assert_eq!(job["state"], "COMPLETE");
+        harness
+            .get(&format!("/v3/spaces/{space_guid}"), &admin)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Space not found");
+        harness.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_and_user_org_creation() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let alice = harness.issuer.add_user("alice", "uaa");
+        let bob = harness.issuer.add_user("bob", "uaa");
+        let alice_token = harness.issuer.user_token(&alice);
+        let bob_token = harness.issuer.user_token(&bob);
+        let alice_org = harness.create_org("alice-org").await;
+        let secret_org = harness.create_org("secret-org").await;
+        assert_eq!(
+            harness
+                .grant("organization_user", "alice", ("organization", &alice_org))
+                .await
+                .status,
+            201
+        );
+
+        let seen = harness.get("/v3/organizations", &alice_token).await;
+        let names: Vec<&str> = seen.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|org| org["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["alice-org"]);
+        harness
+            .get(&format!("/v3/organizations/{secret_org}"), &alice_token)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Organization not found");
+        // Visible but not writable: 403. Invisible: 404.
+        harness
+            .patch(
+                &format!("/v3/organizations/{alice_org}"),
+                &alice_token,
+                json!({"name": "mine"}),
+            )
+            .await
+            .assert_v3_error(
+                403,
+                "CF-NotAuthorized",
+                "You are not authorized to perform the requested action",
+            );
+        harness
+            .delete(&format!("/v3/organizations/{secret_org}"), &alice_token)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Organization not found");
+
+        // Org users do not see spaces; space developers see theirs.
+        let space = harness.create_space(&alice_org, "dev").await;
+        assert_eq!(
+            harness.get("/v3/spaces", &alice_token).await.body["resources"],
+            json!([])
+        );
+        assert_eq!(
+            harness
+                .grant("space_developer", "alice", ("space", &space))
+                .await
+                .status,
+            201
+        );
+        assert_eq!(
+            harness.get("/v3/spaces", &alice_token).await.body["pagination"]["total_results"],
+            1
+        );
+        harness
+            .get(&format!("/v3/spaces/{space}"), &bob_token)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Space not found");
+
+        // user_org_creation is off by default.
+        harness
+            .post("/v3/organizations", &bob_token, json!({"name": "bobs"}))
+            .await
+            .assert_v3_error(
+                403,
+                "CF-NotAuthorized",
+                "You are not authorized to perform the requested action",
+            );
+        harness
+            .patch(
+                "/v3/feature_flags/user_org_creation",
+                &bob_token,
+                json!({"enabled": true}),
+            )
+            .await
+            .assert_v3_error(
+                403,
+                "CF-NotAuthorized",
+                "You are not authorized to perform the requested action",
+            );
+        let flag = harness
+            .patch(
+                "/v3/feature_flags/user_org_creation",
+                &admin,
+                json!({"enabled": true}),
+            )
+            .await;
+        assert_eq!(flag.status, 200, "{:#}", flag.body);
+        assert_eq!(flag.body["enabled"], true);
+        let bobs = harness
+            .post("/v3/organizations", &bob_token, json!({"name": "bobs"}))
+            .await;
+        assert_eq!(bobs.status, 201, "{:#}", bobs.body);
+        let bobs_guid = bobs.body["guid"].as_str().unwrap();
+        let roles = harness
+            .get(
+                &format!(
+                    "/v3/roles?organization_guids={bobs_guid}&user_guids={}",
+                    bob.id
+                ),
+                &bob_token,
+            )
+            .await;
+        let mut types: Vec<&str> = roles.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|role| role["type"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(types, ["organization_manager", "organization_user"]);
+        // As org manager bob may create spaces and rename his org.
+        let bob_space = harness
+            .post("/v3/spaces", &bob_token, json!({"name": "s", "relationships": {"organization": {"data": {"guid": bobs_guid}}}}))
+            .await;
+        assert_eq!(bob_space.status, 201, "{:#}", bob_space.body);
+        // … but not delete it (admin only, as in CC).
+        harness
+            .delete(&format!("/v3/organizations/{bobs_guid}"), &bob_token)
+            .await
+            .assert_v3_error(
+                403,
+                "CF-NotAuthorized",
+                "You are not authorized to perform the requested action",
+            );
+        harness.stop().await;
+    }
+}

@@ -1,0 +1,122 @@
+//! Discovery documents, health, metrics, request ids and unknown paths.
+
+use serde_json::json;
+
+use crate::support::{check, databases, Harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_documents_and_operational_endpoints() {
+    let harness = Harness::start(databases().remove(0)).await;
+    let root = harness.request(reqwest::Method::GET, "/", None, None).await;
+    assert_eq!(root.status, 200);
+    let uaa = harness.issuer.url.clone();
+    let redacted_uaa = root.body["links"]["uaa"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(redacted_uaa, uaa);
+    check(
+        &root.body,
+        &harness.base,
+        json!({"links": {
+            "self": {"href": "<api>"},
+            "bits_service": null,
+            "cloud_controller_v2": {"href": "<api>/v2", "meta": {"version": "2.155.0"}},
+            "cloud_controller_v3": {"href": "<api>/v3", "meta": {"version": "3.160.0"}},
+            "network_policy_v0": null,
+            "network_policy_v1": null,
+            "login": {"href": uaa},
+            "uaa": {"href": uaa},
+            "credhub": null,
+            "routing": null,
+            "logging": null,
+            "log_cache": null,
+            "log_stream": null,
+            "app_ssh": null,
+        }}),
+    );
+    let v2_info = harness
+        .request(reqwest::Method::GET, "/v2/info", None, None)
+        .await;
+    assert_eq!(v2_info.status, 200);
+    assert_eq!(v2_info.body["api_version"], "2.155.0");
+    assert_eq!(
+        v2_info.body["authorization_endpoint"],
+        harness.issuer.url.as_str()
+    );
+    assert!(v2_info.body["min_cli_version"].is_null());
+    let v3_info = harness
+        .request(reqwest::Method::GET, "/v3/info", None, None)
+        .await;
+    assert_eq!(v3_info.status, 200);
+    assert_eq!(
+        v3_info.body["links"]["self"]["href"],
+        format!("{}/v3/info", harness.base)
+    );
+    let v3 = harness
+        .request(reqwest::Method::GET, "/v3", None, None)
+        .await;
+    assert_eq!(
+        v3.body["links"]["organizations"]["href"],
+        format!("{}/v3/organizations", harness.base)
+    );
+
+    let health = harness
+        .request(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(health.status, 200);
+
+    let unknown = harness
+        .request(
+            reqwest::Method::GET,
+            "/v3/nothing-here",
+            Some(&harness.admin_token),
+            None,
+        )
+        .await;
+    unknown.assert_v3_error(404, "CF-NotFound", "Unknown request");
+    assert!(unknown
+        .header("x-vcap-request-id")
+        .is_some_and(|id| !id.is_empty()));
+    let unknown_v2 = harness
+        .request(reqwest::Method::GET, "/v2/nothing-here", None, None)
+        .await;
+    assert_eq!(unknown_v2.status, 404);
+    assert_eq!(
+        unknown_v2.body,
+        json!({"code": 10000, "description": "Unknown request", "error_code": "CF-NotFound"})
+    );
+    let wrong_method = harness
+        .request(
+            reqwest::Method::PUT,
+            "/v3/organizations",
+            Some(&harness.admin_token),
+            Some("{}"),
+        )
+        .await;
+    wrong_method.assert_v3_error(404, "CF-NotFound", "Unknown request");
+
+    let echoed = harness
+        .http
+        .get(format!("{}/v3/info", harness.base))
+        .header("X-Vcap-Request-Id", "my-request-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-vcap-request-id"], "my-request-id");
+
+    let metrics = harness
+        .http
+        .get(format!("{}/metrics", harness.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cloud_controller_http_requests_total{method=\"GET\",status=\"404\"}"),
+        "{metrics}"
+    );
+    harness.stop().await;
+}
