@@ -65,6 +65,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
         }
     });
+    // Components stop their own tasks; never wait long for a stray blocking task at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(KilnError::Config(message)) => {

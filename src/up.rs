@@ -10,6 +10,15 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::json;
 
 use crate::nats::Bus;
+
+/// Prints a line to stdout, ignoring a closed pipe: whoever started kiln may have gone away, and
+/// that must not turn a clean shutdown into a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::KilnError;
 
 /// Every scope a platform administrator holds.
@@ -176,20 +185,20 @@ impl Platform {
 
 pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     let platform = Platform::start(&args).await?;
-    println!("Kiln is up.");
-    println!("  API:   {}", platform.api_url);
-    println!("  UAA:   {}", platform.uaa_url);
-    println!("  NATS:  {}", redact_credentials(platform.nats_url()));
-    println!("  Data:  {}", args.data_dir.display());
-    println!();
-    println!("  cf api {}", platform.api_url);
-    println!("  cf login -u admin -p {}", platform.admin_password);
-    println!(
+    say!("Kiln is up.");
+    say!("  API:   {}", platform.api_url);
+    say!("  UAA:   {}", platform.uaa_url);
+    say!("  NATS:  {}", redact_credentials(platform.nats_url()));
+    say!("  Data:  {}", args.data_dir.display());
+    say!();
+    say!("  cf api {}", platform.api_url);
+    say!("  cf login -u admin -p {}", platform.admin_password);
+    say!(
         "  cf auth {ADMIN_CLIENT_ID} {} --client-credentials",
         platform.admin_client_secret
     );
-    println!();
-    println!("Press Ctrl-C to stop.");
+    say!();
+    say!("Press Ctrl-C to stop.");
     if args.exit_on_stdin_eof {
         tokio::select! {
             _ = wait_for_shutdown_signal() => {}
@@ -198,22 +207,28 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     } else {
         wait_for_shutdown_signal().await;
     }
-    println!("Stopping Kiln...");
+    say!("Stopping Kiln...");
     platform.stop().await;
-    println!("Kiln stopped.");
+    say!("Kiln stopped.");
     Ok(())
 }
 
-/// Resolves when standard input reaches end of file (or fails).
+/// Resolves when standard input reaches end of file (or fails). The read runs on a detached
+/// thread: a blocking read inside the runtime would keep the process alive at exit.
 async fn stdin_closed() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buffer = [0u8; 256];
-    while let Ok(n) = stdin.read(&mut buffer).await {
-        if n == 0 {
-            break;
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buffer = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
         }
-    }
+        let _ = sender.send(());
+    });
+    let _ = receiver.await;
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -286,7 +286,7 @@ fn a_duplicate_org_name_gets_cf_s_message() {
     admin
         .run(&["create-space", "s", "-o", &org])
         .success()
-        .contains("Space s already exists");
+        .contains("Space 's' already exists.");
 }
 
 fn decode_segment(segment: &str) -> serde_json::Value {

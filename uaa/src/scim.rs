@@ -1,0 +1,969 @@
+//! SCIM endpoints: `/Users` (create, list with filters, read, update, delete, password change),
+//! `/ids/Users`, and `/Groups` with their members. Errors use UAA's SCIM report shape.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    timestamp, PasswordChangeRequest, ScimEmail, ScimGroup, ScimGroupRequest, ScimList, ScimMember,
+    ScimMeta, ScimName, ScimUser, ScimUserGroup, ScimUserRequest, SCIM_SCHEMA,
+};
+use crate::auth::Principal;
+use crate::db::groups::{self as group_store, GroupRow, MembershipRow};
+use crate::db::users::{self as user_store, UserChanges, UserPrefilter, UserRow, Versioned};
+use crate::db::{now_millis, DbConnection};
+use crate::error::ApiError;
+use crate::filter::Filter;
+use crate::state::AppState;
+use crate::tokens::ORIGIN_UAA;
+
+/// Groups every new user joins, as in UAA's default `oauth.user.authorities`.
+pub(crate) const DEFAULT_USER_GROUPS: [&str; 10] = [
+    "openid",
+    "scim.me",
+    "cloud_controller.read",
+    "cloud_controller.write",
+    "password.write",
+    "scim.userids",
+    "uaa.user",
+    "approvals.me",
+    "oauth.approvals",
+    "cloud_controller_service_permissions.read",
+];
+
+/// Groups that exist from the first start on.
+pub(crate) const PLATFORM_GROUPS: [&str; 13] = [
+    "cloud_controller.admin",
+    "cloud_controller.read",
+    "cloud_controller.write",
+    "cloud_controller.admin_read_only",
+    "cloud_controller.global_auditor",
+    "openid",
+    "scim.read",
+    "scim.write",
+    "scim.userids",
+    "uaa.user",
+    "doppler.firehose",
+    "password.write",
+    "uaa.admin",
+];
+
+const MAX_NAME_LENGTH: usize = 255;
+const MAX_PASSWORD_LENGTH: usize = 255;
+const MAX_COUNT: usize = 500;
+const USERNAME_PATTERN: &str = r"[\p{L}+0-9+\-_.@'!]+";
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/Users", web::post().to(create_user))
+        .route("/Users", web::get().to(list_users))
+        .route("/Users/{id}", web::get().to(get_user))
+        .route("/Users/{id}", web::put().to(update_user))
+        .route("/Users/{id}", web::delete().to(delete_user))
+        .route("/Users/{id}/password", web::put().to(change_password))
+        .route("/ids/Users", web::get().to(list_user_ids))
+        .route("/Groups", web::get().to(list_groups))
+        .route("/Groups", web::post().to(create_group))
+        .route("/Groups/{id}", web::get().to(get_group))
+        .route("/Groups/{id}", web::delete().to(delete_group))
+        .route("/Groups/{id}/members", web::get().to(list_members))
+        .route("/Groups/{id}/members", web::post().to(add_member))
+        .route(
+            "/Groups/{id}/members/{member_id}",
+            web::delete().to(remove_member),
+        );
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::invalid_scim_resource(format!(
+            "The request body is not valid JSON for this resource: {error}"
+        ))
+    })
+}
+
+fn query_pairs(request: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(request.query_string()).map_err(|_| {
+            ApiError::scim(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The query string is malformed",
+            )
+        })?;
+    Ok(pairs.into_iter().collect())
+}
+
+/// `filter`, `startIndex` and `count` of a list request.
+struct ListQuery {
+    filter: Option<Filter>,
+    start_index: usize,
+    count: usize,
+}
+
+fn list_query(request: &HttpRequest) -> Result<ListQuery, ApiError> {
+    let query = query_pairs(request)?;
+    let filter = match query
+        .get("filter")
+        .map(|filter| filter.trim())
+        .filter(|filter| !filter.is_empty())
+    {
+        Some(text) => Some(Filter::parse(text).map_err(|reason| {
+            ApiError::scim(
+                StatusCode::BAD_REQUEST,
+                "invalid_filter",
+                format!("Invalid filter expression: [{text}]: {reason}"),
+            )
+        })?),
+        None => None,
+    };
+    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse::<i64>()
+                .map(|n| usize::try_from(n.max(0)).unwrap_or(0))
+                .map_err(|_| {
+                    ApiError::scim(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        format!("{name} must be a number"),
+                    )
+                }),
+        }
+    };
+    Ok(ListQuery {
+        filter,
+        start_index: number("startIndex", 1)?.max(1),
+        count: number("count", 100)?.min(MAX_COUNT),
+    })
+}
+
+fn page<T>(items: Vec<T>, query: &ListQuery) -> (Vec<T>, usize) {
+    let total = items.len();
+    let page = items
+        .into_iter()
+        .skip(query.start_index - 1)
+        .take(query.count)
+        .collect();
+    (page, total)
+}
+
+fn list_response<T: serde::Serialize>(
+    resources: Vec<T>,
+    start_index: usize,
+    total: usize,
+) -> HttpResponse {
+    HttpResponse::Ok().json(ScimList {
+        items_per_page: resources.len(),
+        resources,
+        start_index,
+        total_results: total,
+        schemas: [SCIM_SCHEMA],
+    })
+}
+
+fn user_not_found(id: &str) -> ApiError {
+    ApiError::scim_not_found(format!("User {id} does not exist"))
+}
+
+fn group_not_found(id: &str) -> ApiError {
+    ApiError::scim_not_found(format!("Group {id} does not exist"))
+}
+
+fn user_attribute(user: &UserRow, attribute: &str) -> Option<Vec<String>> {
+    let one = |value: &str| Some(vec![value.to_owned()]);
+    match attribute {
+        "id" => one(&user.id),
+        "username" => one(&user.user_name),
+        "origin" => one(&user.origin),
+        "email" | "emails" | "emails.value" => one(&user.email),
+        "name.givenname" | "givenname" => Some(user.given_name.iter().cloned().collect()),
+        "name.familyname" | "familyname" => Some(user.family_name.iter().cloned().collect()),
+        "active" => one(&user.active.to_string()),
+        "verified" => one(&user.verified.to_string()),
+        "zoneid" => one("uaa"),
+        _ => None,
+    }
+}
+
+fn render_user(user: UserRow, groups: Vec<GroupRow>) -> ScimUser {
+    ScimUser {
+        external_id: String::new(),
+        meta: ScimMeta {
+            version: user.version,
+            created: timestamp(user.created),
+            last_modified: timestamp(user.last_modified),
+        },
+        name: ScimName {
+            family_name: user.family_name,
+            given_name: user.given_name,
+        },
+        emails: vec![ScimEmail {
+            value: Some(user.email),
+            primary: false,
+        }],
+        groups: groups
+            .into_iter()
+            .map(|group| ScimUserGroup {
+                value: group.id,
+                display: group.display_name,
+                kind: "DIRECT",
+            })
+            .collect(),
+        approvals: Vec::new(),
+        active: user.active,
+        verified: user.verified,
+        origin: user.origin,
+        zone_id: "uaa",
+        password_last_modified: timestamp(user.password_last_modified),
+        last_logon_time: user.last_logon,
+        previous_logon_time: user.previous_logon,
+        schemas: [SCIM_SCHEMA],
+        id: user.id,
+        user_name: user.user_name,
+    }
+}
+
+fn user_response(status: StatusCode, user: ScimUser) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", user.meta.version),
+        ))
+        .json(user)
+}
+
+/// Loads a user with its groups.
+fn load_user(conn: &mut DbConnection, id: &str) -> Result<Option<ScimUser>, ApiError> {
+    let Some(user) = user_store::find_by_id(conn, id)? else {
+        return Ok(None);
+    };
+    let groups = group_store::groups_of_user(conn, id)?;
+    Ok(Some(render_user(user, groups)))
+}
+
+fn validate_user_name(user_name: &str, origin: &str) -> Result<(), ApiError> {
+    if user_name.trim().is_empty() {
+        return Err(ApiError::invalid_scim_resource(
+            "A username must be provided.",
+        ));
+    }
+    if user_name.chars().count() > MAX_NAME_LENGTH {
+        return Err(ApiError::invalid_scim_resource(format!(
+            "Username must be no more than {MAX_NAME_LENGTH} characters in length."
+        )));
+    }
+    let allowed = |c: char| c.is_alphabetic() || c.is_ascii_digit() || "+-_.@'!".contains(c);
+    if origin == ORIGIN_UAA && !user_name.chars().all(allowed) {
+        return Err(ApiError::invalid_scim_resource(format!(
+            "Username must match pattern: {USERNAME_PATTERN}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<(), ApiError> {
+    if password.is_empty() {
+        return Err(ApiError::invalid_password(
+            StatusCode::BAD_REQUEST,
+            "Password must be at least 1 characters in length.",
+        ));
+    }
+    if password.chars().count() > MAX_PASSWORD_LENGTH {
+        return Err(ApiError::invalid_password(
+            StatusCode::BAD_REQUEST,
+            format!("Password must be no more than {MAX_PASSWORD_LENGTH} characters in length."),
+        ));
+    }
+    Ok(())
+}
+
+fn single_email(emails: Option<Vec<ScimEmail>>) -> Result<String, ApiError> {
+    let emails = emails.unwrap_or_default();
+    if emails.len() != 1 {
+        return Err(ApiError::invalid_scim_resource(
+            "Exactly one email must be provided.",
+        ));
+    }
+    match emails
+        .into_iter()
+        .next()
+        .and_then(|email| email.value)
+        .filter(|value| !value.trim().is_empty())
+    {
+        Some(value) if value.chars().count() <= MAX_NAME_LENGTH => Ok(value),
+        Some(_) => Err(ApiError::invalid_scim_resource(
+            "The email address is too long.",
+        )),
+        None => Err(ApiError::invalid_scim_resource(
+            "An email must be provided.",
+        )),
+    }
+}
+
+fn bounded(value: Option<String>, what: &str) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(value) if value.chars().count() > MAX_NAME_LENGTH => Err(
+            ApiError::invalid_scim_resource(format!("The {what} is too long.")),
+        ),
+        other => Ok(other),
+    }
+}
+
+/// Inserts a new user and makes it a member of the default groups and `extra_groups`;
+/// `false` when the user name is taken.
+pub(crate) fn insert_user(
+    conn: &mut DbConnection,
+    row: &UserRow,
+    extra_groups: &[String],
+) -> Result<bool, ApiError> {
+    if !user_store::insert(conn, row)? {
+        return Ok(false);
+    }
+    let now = row.created;
+    for group in DEFAULT_USER_GROUPS
+        .iter()
+        .map(|group| (*group).to_owned())
+        .chain(extra_groups.iter().cloned())
+    {
+        let group_id = group_store::ensure(conn, &group, now)?;
+        group_store::add_member(conn, &group_id, &row.id, &row.origin, now)?;
+    }
+    Ok(true)
+}
+
+pub(crate) fn hash_password(password: &str, cost: u32) -> Result<String, ApiError> {
+    bcrypt::hash(password, cost).map_err(ApiError::internal)
+}
+
+async fn create_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write", "scim.create"])?;
+    let request: ScimUserRequest = parse_json(&body)?;
+    let origin = request
+        .origin
+        .filter(|origin| !origin.is_empty())
+        .unwrap_or_else(|| ORIGIN_UAA.to_owned());
+    let user_name = request.user_name.unwrap_or_default();
+    validate_user_name(&user_name, &origin)?;
+    let email = single_email(request.emails)?;
+    let password = request.password.unwrap_or_default();
+    if origin == ORIGIN_UAA {
+        validate_password(&password)?;
+    }
+    let name = request.name.unwrap_or_default();
+    let given_name = bounded(name.given_name, "given name")?;
+    let family_name = bounded(name.family_name, "family name")?;
+    let cost = state.password_hash_cost;
+    let active = request.active.unwrap_or(true);
+    let verified = request.verified.unwrap_or(true);
+    let user = state
+        .database
+        .blocking(move |database| {
+            // Users of other origins never log in here; give them an unusable password hash.
+            let password_hash = if password.is_empty() {
+                "!".to_owned()
+            } else {
+                hash_password(&password, cost)?
+            };
+            let now = now_millis();
+            let row = UserRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_name_key: user_name.to_lowercase(),
+                user_name,
+                origin,
+                email,
+                given_name,
+                family_name,
+                password_hash,
+                active,
+                verified,
+                version: 0,
+                created: now,
+                last_modified: now,
+                password_last_modified: now,
+                last_logon: None,
+                previous_logon: None,
+            };
+            database.write(|conn| -> Result<ScimUser, ApiError> {
+                if !insert_user(conn, &row, &[])? {
+                    return Err(ApiError::scim(
+                        StatusCode::CONFLICT,
+                        "scim_resource_already_exists",
+                        format!("Username already in use: {}", row.user_name),
+                    )
+                    .with_extra("origin", row.origin.clone().into()));
+                }
+                load_user(conn, &row.id)?.ok_or_else(|| user_not_found(&row.id))
+            })
+        })
+        .await?;
+    tracing::info!(user_id = %user.id, user_name = %user.user_name, "user created");
+    Ok(user_response(StatusCode::CREATED, user))
+}
+
+/// Users matching a list query (all pages), narrowed in SQL where the filter allows.
+fn query_users(conn: &mut DbConnection, filter: Option<&Filter>) -> Result<Vec<UserRow>, ApiError> {
+    let prefilter = UserPrefilter {
+        id: filter.and_then(|filter| filter.required_equal("id")),
+        user_name_key: filter
+            .and_then(|filter| filter.required_equal("userName"))
+            .map(|name| name.to_lowercase()),
+    };
+    let users = user_store::list(conn, &prefilter)?;
+    Ok(match filter {
+        Some(filter) => users
+            .into_iter()
+            .filter(|user| filter.matches(&|attribute| user_attribute(user, attribute)))
+            .collect(),
+        None => users,
+    })
+}
+
+async fn list_users(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.read"])?;
+    let query = list_query(&request)?;
+    let (users, start_index, total) = state
+        .database
+        .blocking(move |database| {
+            database.query(|conn| {
+                let users = query_users(conn, query.filter.as_ref())?;
+                let (users, total) = page(users, &query);
+                let ids: Vec<String> = users.iter().map(|user| user.id.clone()).collect();
+                let mut groups_by_user: HashMap<String, Vec<GroupRow>> = HashMap::new();
+                for (member_id, group) in group_store::groups_of_users(conn, &ids)? {
+                    groups_by_user.entry(member_id).or_default().push(group);
+                }
+                let rendered: Vec<ScimUser> = users
+                    .into_iter()
+                    .map(|user| {
+                        let groups = groups_by_user.remove(&user.id).unwrap_or_default();
+                        render_user(user, groups)
+                    })
+                    .collect();
+                Ok((rendered, query.start_index, total))
+            })
+        })
+        .await?;
+    Ok(list_response(users, start_index, total))
+}
+
+async fn list_user_ids(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.userids"])?;
+    let query = list_query(&request)?;
+    let (ids, start_index, total) = state
+        .database
+        .blocking(move |database| {
+            let users = database.query(|conn| query_users(conn, query.filter.as_ref()))?;
+            let (users, total) = page(users, &query);
+            let ids: Vec<serde_json::Value> = users
+                .into_iter()
+                .map(|user| serde_json::json!({"id": user.id, "userName": user.user_name, "origin": user.origin}))
+                .collect();
+            Ok((ids, query.start_index, total))
+        })
+        .await?;
+    Ok(list_response(ids, start_index, total))
+}
+
+async fn get_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if principal.user_id() != Some(id.as_str()) {
+        principal.require_any(&["scim.read"])?;
+    }
+    let lookup_id = id.clone();
+    let user = state
+        .database
+        .blocking(move |database| database.query(|conn| load_user(conn, &lookup_id)))
+        .await?
+        .ok_or_else(|| user_not_found(&id))?;
+    Ok(user_response(StatusCode::OK, user))
+}
+
+/// The version an `If-Match` header names: `None` for `*` (any version).
+fn if_match_version(request: &HttpRequest) -> Result<Option<Option<i64>>, ApiError> {
+    let Some(value) = request.headers().get(actix_web::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or_default();
+    let trimmed = raw.trim().trim_start_matches("W/").trim_matches('"');
+    if trimmed == "*" {
+        return Ok(Some(None));
+    }
+    trimmed
+        .parse::<i64>()
+        .map(|version| Some(Some(version)))
+        .map_err(|_| {
+            ApiError::scim(
+                StatusCode::BAD_REQUEST,
+                "scim",
+                format!("Invalid version match header (should be a version number): {raw}"),
+            )
+        })
+}
+
+fn versioned_error(id: &str, outcome: Versioned<UserRow>, expected: Option<i64>) -> ApiError {
+    match outcome {
+        Versioned::NotFound => user_not_found(id),
+        Versioned::VersionMismatch { found } => ApiError::scim(
+            StatusCode::CONFLICT,
+            "scim_resource_conflict",
+            format!(
+                "Attempt to update a user ({id}) with wrong version: expected={found} but found={}",
+                expected.unwrap_or(-1)
+            ),
+        ),
+        Versioned::NameTaken => ApiError::scim(
+            StatusCode::CONFLICT,
+            "scim_resource_already_exists",
+            "Username already in use".to_owned(),
+        ),
+        Versioned::Done(_) => ApiError::internal("versioned_error called on success"),
+    }
+}
+
+async fn update_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let id = id.into_inner();
+    let expected = if_match_version(&request)?.ok_or_else(|| {
+        ApiError::scim(StatusCode::BAD_REQUEST, "scim", "Missing If-Match for PUT")
+    })?;
+    let update: ScimUserRequest = parse_json(&body)?;
+    let user = state
+        .database
+        .blocking(move |database| {
+            database.write(|conn| -> Result<ScimUser, ApiError> {
+                let Some(current) = user_store::find_by_id(conn, &id)? else {
+                    return Err(user_not_found(&id));
+                };
+                let user_name = update.user_name.unwrap_or_default();
+                validate_user_name(&user_name, &current.origin)?;
+                let email = single_email(update.emails)?;
+                let name = update.name.unwrap_or_default();
+                let changes = UserChanges {
+                    user_name,
+                    email,
+                    given_name: bounded(name.given_name, "given name")?,
+                    family_name: bounded(name.family_name, "family name")?,
+                    active: update.active.unwrap_or(current.active),
+                    verified: update.verified.unwrap_or(current.verified),
+                };
+                match user_store::update(conn, &id, expected, changes, now_millis())? {
+                    Versioned::Done(_) => load_user(conn, &id)?.ok_or_else(|| user_not_found(&id)),
+                    other => Err(versioned_error(&id, other, expected)),
+                }
+            })
+        })
+        .await?;
+    Ok(user_response(StatusCode::OK, user))
+}
+
+async fn delete_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let id = id.into_inner();
+    let expected = if_match_version(&request)?.flatten();
+    let user = state
+        .database
+        .blocking(move |database| {
+            database.write(|conn| -> Result<ScimUser, ApiError> {
+                let Some(rendered) = load_user(conn, &id)? else {
+                    return Err(user_not_found(&id));
+                };
+                match user_store::delete(conn, &id, expected)? {
+                    Versioned::Done(_) => Ok(rendered),
+                    other => Err(versioned_error(&id, other, expected)),
+                }
+            })
+        })
+        .await?;
+    tracing::info!(user_id = %user.id, "user deleted; its refresh tokens are revoked");
+    Ok(user_response(StatusCode::OK, user))
+}
+
+async fn change_password(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let change: PasswordChangeRequest = parse_json(&body)?;
+    let is_self = principal.user_id() == Some(id.as_str());
+    let is_client = principal.user_id().is_none();
+    // Admins and trusted clients may set any password; users change their own with the old one.
+    let privileged = principal.is_admin() || (is_client && principal.has_scope("password.write"));
+    if !is_self && !privileged {
+        if is_client {
+            return Err(ApiError::insufficient_scope(&[
+                "password.write",
+                "uaa.admin",
+            ]));
+        }
+        return Err(ApiError::invalid_password(
+            StatusCode::BAD_REQUEST,
+            "Not permitted to change another user's password",
+        ));
+    }
+    if is_self && !principal.has_scope("password.write") && !principal.is_admin() {
+        return Err(ApiError::insufficient_scope(&[
+            "password.write",
+            "uaa.admin",
+        ]));
+    }
+    let old_password = change.old_password.unwrap_or_default();
+    let new_password = change.password.unwrap_or_default();
+    let need_old_password = is_self;
+    if need_old_password && old_password.is_empty() {
+        return Err(ApiError::invalid_password(
+            StatusCode::BAD_REQUEST,
+            "Previous password is required",
+        ));
+    }
+    let cost = state.password_hash_cost;
+    state
+        .database
+        .blocking(move |database| {
+            let Some(user) = database.read(|conn| user_store::find_by_id(conn, &id))? else {
+                return Err(user_not_found(&id));
+            };
+            if need_old_password
+                && !bcrypt::verify(&old_password, &user.password_hash).unwrap_or(false)
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Old password is incorrect",
+                ));
+            }
+            if bcrypt::verify(&new_password, &user.password_hash).unwrap_or(false) {
+                return Err(ApiError::invalid_password(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Your new password cannot be the same as the old password.",
+                ));
+            }
+            validate_password(&new_password)?;
+            let hash = hash_password(&new_password, cost)?;
+            database.write(|conn| -> Result<(), ApiError> {
+                if !user_store::set_password(conn, &id, &hash, now_millis())? {
+                    return Err(user_not_found(&id));
+                }
+                Ok(())
+            })?;
+            tracing::info!(user_id = %id, "password changed; refresh tokens revoked");
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "message": "password updated"})))
+}
+
+fn render_group(group: GroupRow, members: Vec<MembershipRow>) -> ScimGroup {
+    ScimGroup {
+        id: group.id,
+        meta: ScimMeta {
+            version: group.version,
+            created: timestamp(group.created),
+            last_modified: timestamp(group.last_modified),
+        },
+        display_name: group.display_name,
+        description: group.description,
+        members: members.into_iter().map(render_member).collect(),
+        zone_id: "uaa",
+        schemas: [SCIM_SCHEMA],
+    }
+}
+
+fn render_member(member: MembershipRow) -> ScimMember {
+    ScimMember {
+        origin: member.origin,
+        kind: "USER".to_owned(),
+        value: member.member_id,
+    }
+}
+
+fn group_attribute(group: &GroupRow, attribute: &str) -> Option<Vec<String>> {
+    let one = |value: &str| Some(vec![value.to_owned()]);
+    match attribute {
+        "id" => one(&group.id),
+        "displayname" => one(&group.display_name),
+        "description" => one(&group.description),
+        "zoneid" => one("uaa"),
+        _ => None,
+    }
+}
+
+async fn list_groups(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.read"])?;
+    let query = list_query(&request)?;
+    let (groups, start_index, total) = state
+        .database
+        .blocking(move |database| {
+            let groups = database.read(group_store::list)?;
+            let groups: Vec<GroupRow> = match &query.filter {
+                Some(filter) => groups
+                    .into_iter()
+                    .filter(|group| filter.matches(&|attribute| group_attribute(group, attribute)))
+                    .collect(),
+                None => groups,
+            };
+            let (groups, total) = page(groups, &query);
+            let ids: Vec<String> = groups.iter().map(|group| group.id.clone()).collect();
+            let mut members_by_group: HashMap<String, Vec<MembershipRow>> = HashMap::new();
+            for member in database.read(|conn| group_store::members_of(conn, &ids))? {
+                members_by_group
+                    .entry(member.group_id.clone())
+                    .or_default()
+                    .push(member);
+            }
+            let rendered: Vec<ScimGroup> = groups
+                .into_iter()
+                .map(|group| {
+                    let members = members_by_group.remove(&group.id).unwrap_or_default();
+                    render_group(group, members)
+                })
+                .collect();
+            Ok((rendered, query.start_index, total))
+        })
+        .await?;
+    Ok(list_response(groups, start_index, total))
+}
+
+fn load_group(database: &crate::db::Database, id: &str) -> Result<Option<ScimGroup>, ApiError> {
+    let Some(group) = database.read(|conn| group_store::find_by_id(conn, id))? else {
+        return Ok(None);
+    };
+    let members = database.read(|conn| group_store::members(conn, id))?;
+    Ok(Some(render_group(group, members)))
+}
+
+async fn get_group(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.read"])?;
+    let id = id.into_inner();
+    let lookup_id = id.clone();
+    let group = state
+        .database
+        .blocking(move |database| load_group(database, &lookup_id))
+        .await?
+        .ok_or_else(|| group_not_found(&id))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", group.meta.version),
+        ))
+        .json(group))
+}
+
+async fn create_group(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let request: ScimGroupRequest = parse_json(&body)?;
+    let display_name = request.display_name.unwrap_or_default();
+    if !crate::config::valid_scope_name(&display_name) {
+        return Err(ApiError::invalid_scim_resource(
+            "The displayName must be 1 to 255 characters without whitespace.",
+        ));
+    }
+    let description = bounded(request.description, "description")?.unwrap_or_default();
+    for member in &request.members {
+        if !member.kind.eq_ignore_ascii_case("USER") {
+            return Err(ApiError::invalid_scim_resource(
+                "Only members of type USER are supported.",
+            ));
+        }
+    }
+    let group = state
+        .database
+        .blocking(move |database| {
+            let now = now_millis();
+            let row = GroupRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                display_name,
+                description,
+                version: 0,
+                created: now,
+                last_modified: now,
+            };
+            database.write(|conn| -> Result<(), ApiError> {
+                if !group_store::insert(conn, &row)? {
+                    return Err(ApiError::scim(
+                        StatusCode::CONFLICT,
+                        "scim_resource_already_exists",
+                        format!(
+                            "A group with displayName: {} already exists.",
+                            row.display_name
+                        ),
+                    ));
+                }
+                for member in &request.members {
+                    if user_store::find_by_id(conn, &member.value)?.is_none() {
+                        return Err(user_not_found(&member.value));
+                    }
+                    group_store::add_member(conn, &row.id, &member.value, &member.origin, now)?;
+                }
+                Ok(())
+            })?;
+            load_group(database, &row.id)?.ok_or_else(|| group_not_found(&row.id))
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", group.meta.version),
+        ))
+        .json(group))
+}
+
+async fn delete_group(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let id = id.into_inner();
+    let group = state
+        .database
+        .blocking(move |database| {
+            let Some(group) = load_group(database, &id)? else {
+                return Err(group_not_found(&id));
+            };
+            database
+                .write(|conn| -> Result<bool, ApiError> { Ok(group_store::delete(conn, &id)?) })?;
+            Ok(group)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(group))
+}
+
+async fn list_members(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.read"])?;
+    let id = id.into_inner();
+    let members = state
+        .database
+        .blocking(move |database| {
+            if database
+                .read(|conn| group_store::find_by_id(conn, &id))?
+                .is_none()
+            {
+                return Err(group_not_found(&id));
+            }
+            Ok(database.read(|conn| group_store::members(conn, &id))?)
+        })
+        .await?;
+    let members: Vec<ScimMember> = members.into_iter().map(render_member).collect();
+    Ok(HttpResponse::Ok().json(members))
+}
+
+async fn add_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let group_id = id.into_inner();
+    let member: ScimMember = parse_json(&body)?;
+    if !member.kind.eq_ignore_ascii_case("USER") {
+        return Err(ApiError::invalid_scim_resource(
+            "Only members of type USER are supported.",
+        ));
+    }
+    let member = state
+        .database
+        .blocking(move |database| {
+            database.write(|conn| -> Result<ScimMember, ApiError> {
+                let Some(group) = group_store::find_by_id(conn, &group_id)? else {
+                    return Err(group_not_found(&group_id));
+                };
+                let Some(user) = user_store::find_by_id(conn, &member.value)? else {
+                    return Err(user_not_found(&member.value));
+                };
+                if !group_store::add_member(conn, &group_id, &user.id, &user.origin, now_millis())?
+                {
+                    return Err(ApiError::scim(
+                        StatusCode::CONFLICT,
+                        "member_already_exists",
+                        format!("Member {} already exists in group {}", user.id, group.id),
+                    ));
+                }
+                Ok(ScimMember {
+                    origin: user.origin,
+                    kind: "USER".to_owned(),
+                    value: user.id,
+                })
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(member))
+}
+
+async fn remove_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&["scim.write"])?;
+    let (group_id, member_id) = path.into_inner();
+    let member = state
+        .database
+        .blocking(move |database| {
+            database.write(|conn| -> Result<ScimMember, ApiError> {
+                if group_store::find_by_id(conn, &group_id)?.is_none() {
+                    return Err(group_not_found(&group_id));
+                }
+                match group_store::remove_member(conn, &group_id, &member_id)? {
+                    Some(member) => Ok(render_member(member)),
+                    None => Err(ApiError::scim(
+                        StatusCode::NOT_FOUND,
+                        "member_not_found",
+                        format!("Member {member_id} does not exist in group {group_id}"),
+                    )),
+                }
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(member))
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the UAA over real HTTP, against SQLite files and per-test PostgreSQL
+//! databases (`KILN_TEST_POSTGRES_URL`; mandatory with `KILN_REQUIRE_POSTGRES=1`).
+
+mod config;
+mod keys;
+mod scim;
+mod support;
+mod tokens;
