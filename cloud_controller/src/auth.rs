@@ -119,7 +119,7 @@ impl TokenVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&["cloud_controller"]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = 5;
+        validation.leeway = 0;
         let mut claims = None;
         for key in &keys {
             if let Ok(data) = jsonwebtoken::decode::<Claims>(token, key, &validation) {
@@ -168,8 +168,12 @@ impl TokenVerifier {
         if !may_fetch {
             return Ok(Vec::new());
         }
+        // The time is recorded only once the fetch has finished: actix polls a handler's
+        // extractors together, so a failing body extractor can drop this future mid-fetch, and a
+        // recorded-but-abandoned fetch would refuse every token for MIN_REFETCH_INTERVAL.
+        let fetched = self.fetch().await;
         cache.fetched_at = Some(Instant::now());
-        match self.fetch().await {
+        match fetched {
             Ok((keys, anonymous)) => {
                 cache.keys = keys;
                 cache.anonymous = anonymous;
@@ -242,6 +246,11 @@ impl CurrentUser {
     /// `cloud_controller.admin`.
     pub fn is_admin(&self) -> bool {
         self.has(SCOPE_ADMIN)
+    }
+
+    /// `cloud_controller.admin_read_only`.
+    pub fn is_admin_read_only(&self) -> bool {
+        self.has(SCOPE_ADMIN_READ_ONLY)
     }
 
     /// Admin, read-only admin or global auditor: may read everything.

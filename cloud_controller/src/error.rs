@@ -49,10 +49,14 @@ error_catalog! {
     UserNotFound = (20003, 404, "The user could not be found: %s");
     UaaUnavailable = (20004, 503, "The UAA service is currently unavailable");
     UserIsInMultipleOrigins = (20006, 400, "The user exists in multiple origins. Specify an origin for the requested user from: %s");
+    UserWithOriginNotFound = (20007, 404, "The user could not be found, %s");
     OrganizationInvalid = (30001, 400, "The organization info is invalid: %s");
     OrganizationNameTaken = (30002, 400, "The organization name is taken: %s");
     OrganizationNotFound = (30003, 404, "The organization could not be found: %s");
     LastManagerInOrg = (30004, 403, "Cannot remove last Org Manager in org");
+    LastBillingManagerInOrg = (30005, 403, "Cannot remove last Billing Manager in org");
+    LastUserInOrg = (30006, 403, "Cannot remove last User in org");
+    OrganizationAlreadySet = (30007, 400, "Cannot change organization");
     SpaceInvalid = (40001, 400, "The app space info is invalid: %s");
     SpaceNameTaken = (40002, 400, "The app space name is taken: %s");
     SpaceUserNotInOrg = (40003, 400, "The app space and the user are not in the same org: %s");

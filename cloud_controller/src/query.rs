@@ -165,6 +165,16 @@ impl ListQuery {
             .is_none_or(|values| values.iter().any(|candidate| candidate == value))
     }
 
+    /// True when the filter is absent or names `value` in any letter case (CC's names filters
+    /// on organizations, spaces, domains and quotas compare case-insensitive columns).
+    pub fn matches_name(&self, key: &str, value: &str) -> bool {
+        self.list(key).is_none_or(|values| {
+            values
+                .iter()
+                .any(|candidate| crate::store::same_name(candidate, value))
+        })
+    }
+
     /// True when the filter is absent or contains one of `value` (for nullable relations).
     pub fn matches_opt(&self, key: &str, value: Option<&str>) -> bool {
         match self.list(key) {

@@ -52,6 +52,8 @@ pub struct NewOrg<'a> {
     pub suspended: bool,
     pub billing_enabled: bool,
     pub quota_definition_id: i32,
+    /// The name folded for case-insensitive uniqueness ([`crate::store::name_key`]).
+    pub name_lower: &'a str,
 }
 
 /// A space.
@@ -77,6 +79,8 @@ pub struct NewSpace<'a> {
     pub created_at: &'a str,
     pub updated_at: &'a str,
     pub allow_ssh: bool,
+    /// The name folded for case-insensitive uniqueness ([`crate::store::name_key`]).
+    pub name_lower: &'a str,
 }
 
 /// A Cloud Controller user: a UAA user id (or client id) plus the name and origin last learned.

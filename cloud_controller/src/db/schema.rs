@@ -32,6 +32,7 @@ diesel::table! {
         billing_enabled -> Bool,
         quota_definition_id -> Integer,
         default_isolation_segment_guid -> Nullable<Text>,
+        name_lower -> Text,
     }
 }
 
@@ -44,6 +45,7 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         allow_ssh -> Bool,
+        name_lower -> Text,
     }
 }
 

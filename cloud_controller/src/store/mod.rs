@@ -40,6 +40,17 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The key under which organization and space names are unique and filtered: CC stores them in
+/// case-insensitive (citext) columns, so "ACME" and "acme" are the same name.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// True when `name` and `other` are the same name as CC compares them.
+pub fn same_name(name: &str, other: &str) -> bool {
+    name == other || name_key(name) == name_key(other)
+}
+
 /// A fresh resource GUID.
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::{new_guid, now, StoreError};
+use super::{name_key, new_guid, now, StoreError};
 use crate::db::models::{NewOrg, OrgRow};
 use crate::db::schema::{domains, organizations, roles, spaces};
 use crate::db::DbConn;
@@ -34,16 +34,16 @@ pub fn find_by_id(conn: &mut DbConn, id: i32) -> Result<Option<OrgRow>, ApiError
         .optional()?)
 }
 
-/// The organization with this name.
+/// The organization with this name (compared case-insensitively, as CC does).
 pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<OrgRow>, ApiError> {
     Ok(organizations::table
-        .filter(organizations::name.eq(name))
+        .filter(organizations::name_lower.eq(name_key(name)))
         .select(OrgRow::as_select())
         .first(conn)
         .optional()?)
 }
 
-/// Inserts an organization; `Conflict` when the name is taken.
+/// Inserts an organization; `Conflict` when the name is taken (in any letter case).
 pub fn create(
     conn: &mut DbConn,
     name: &str,
@@ -52,10 +52,12 @@ pub fn create(
 ) -> Result<OrgRow, StoreError> {
     let guid = new_guid();
     let timestamp = now();
+    let name_lower = name_key(name);
     diesel::insert_into(organizations::table)
         .values(&NewOrg {
             guid: &guid,
             name,
+            name_lower: &name_lower,
             created_at: &timestamp,
             updated_at: &timestamp,
             suspended,
@@ -78,7 +80,10 @@ pub fn update(
     let timestamp = now();
     if let Some(name) = name {
         diesel::update(organizations::table.find(id))
-            .set(organizations::name.eq(name))
+            .set((
+                organizations::name.eq(name),
+                organizations::name_lower.eq(name_key(name)),
+            ))
             .execute(conn)?;
     }
     if let Some(suspended) = suspended {
@@ -95,6 +100,48 @@ pub fn update(
         .set(organizations::updated_at.eq(&timestamp))
         .execute(conn)?;
     find_by_id(conn, id)?.ok_or_else(|| StoreError::Api(ApiError::not_found("Organization")))
+}
+
+/// Re-folds the name keys of organizations and spaces whose key the migration computed with the
+/// database's `lower()` (ASCII-only on SQLite) rather than [`name_key`]. Keys that would now
+/// collide with an older row, and the migration's de-duplicated keys, are left alone.
+pub fn refold_name_keys(conn: &mut DbConn) -> Result<(), ApiError> {
+    let orgs: Vec<(i32, String, String)> = organizations::table
+        .select((
+            organizations::id,
+            organizations::name,
+            organizations::name_lower,
+        ))
+        .load(conn)?;
+    for (id, name, stored) in orgs {
+        let expected = name_key(&name);
+        if stored != expected && !stored.starts_with(&format!("{expected}/")) {
+            let updated = diesel::update(organizations::table.find(id))
+                .set(organizations::name_lower.eq(&expected))
+                .execute(conn);
+            ignore_unique_violation(updated)?;
+        }
+    }
+    let spaces: Vec<(i32, String, String)> = spaces::table
+        .select((spaces::id, spaces::name, spaces::name_lower))
+        .load(conn)?;
+    for (id, name, stored) in spaces {
+        let expected = name_key(&name);
+        if stored != expected && !stored.starts_with(&format!("{expected}/")) {
+            let updated = diesel::update(spaces::table.find(id))
+                .set(spaces::name_lower.eq(&expected))
+                .execute(conn);
+            ignore_unique_violation(updated)?;
+        }
+    }
+    Ok(())
+}
+
+fn ignore_unique_violation(result: QueryResult<usize>) -> Result<(), ApiError> {
+    match result {
+        Err(error) if !crate::error::is_unique_violation(&error) => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Deletes the organization with its spaces, roles and private domains, in one transaction.

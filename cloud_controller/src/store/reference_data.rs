@@ -53,8 +53,10 @@ pub struct Seed<'a> {
     pub default_stack: &'a str,
 }
 
-/// Seeds shared domain, default stack, default quota and feature flags when absent.
+/// Seeds shared domain, default stack, default quota and feature flags when absent, and re-folds
+/// name keys written by migrations.
 pub fn bootstrap(conn: &mut DbConn, seed: &Seed<'_>) -> Result<(), ApiError> {
+    super::orgs::refold_name_keys(conn)?;
     let timestamp = now();
     for (name, enabled) in DEFAULT_FEATURE_FLAGS {
         if find_flag(conn, name)?.is_none() {

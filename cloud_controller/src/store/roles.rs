@@ -74,6 +74,14 @@ pub fn delete(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Deletes several roles in one transaction.
+pub fn delete_many(conn: &mut DbConn, ids: &[i32]) -> Result<(), ApiError> {
+    conn.transaction::<_, ApiError, _>(|conn| {
+        diesel::delete(roles::table.filter(roles::id.eq_any(ids))).execute(conn)?;
+        Ok(())
+    })
+}
+
 /// Finds the org role (space_id NULL) of this type, or the space role when `space_id` is given.
 pub fn find_exact(
     conn: &mut DbConn,

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::{new_guid, now, StoreError};
+use super::{name_key, new_guid, now, StoreError};
 use crate::db::models::{NewSpace, SpaceRow};
 use crate::db::schema::{roles, spaces};
 use crate::db::DbConn;
@@ -43,10 +43,11 @@ pub fn find_by_id(conn: &mut DbConn, id: i32) -> Result<Option<SpaceRow>, ApiErr
         .optional()?)
 }
 
-/// Inserts a space; `Conflict` when the name is taken in the org.
+/// Inserts a space; `Conflict` when the name is taken in the org (in any letter case).
 pub fn create(conn: &mut DbConn, name: &str, organization_id: i32) -> Result<SpaceRow, StoreError> {
     let guid = new_guid();
     let timestamp = now();
+    let name_lower = name_key(name);
     diesel::insert_into(spaces::table)
         .values(&NewSpace {
             guid: &guid,
@@ -55,6 +56,7 @@ pub fn create(conn: &mut DbConn, name: &str, organization_id: i32) -> Result<Spa
             created_at: &timestamp,
             updated_at: &timestamp,
             allow_ssh: true,
+            name_lower: &name_lower,
         })
         .execute(conn)?;
     find(conn, &guid)?
@@ -70,7 +72,7 @@ pub fn update(
 ) -> Result<SpaceRow, StoreError> {
     if let Some(name) = name {
         diesel::update(spaces::table.find(id))
-            .set(spaces::name.eq(name))
+            .set((spaces::name.eq(name), spaces::name_lower.eq(name_key(name))))
             .execute(conn)?;
     }
     if let Some(allow_ssh) = allow_ssh {

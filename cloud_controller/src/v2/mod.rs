@@ -5,7 +5,10 @@
 pub mod feature_flags;
 pub mod jobs;
 pub mod organizations;
+pub mod reference_data;
+pub mod roles;
 pub mod spaces;
+pub mod users;
 
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
@@ -16,6 +19,9 @@ use crate::error::ApiError;
 pub fn configure(config: &mut web::ServiceConfig) {
     organizations::configure(config);
     spaces::configure(config);
+    roles::configure(config);
+    users::configure(config);
+    reference_data::configure(config);
     feature_flags::configure(config);
     jobs::configure(config);
 }
@@ -122,6 +128,37 @@ impl V2Query {
             .iter()
             .filter(|condition| condition.attribute == attribute)
             .all(|condition| condition.values.iter().any(|candidate| candidate == value))
+    }
+
+    /// Like [`V2Query::accepts`], comparing names case-insensitively (CC's citext columns).
+    pub fn accepts_name(&self, attribute: &str, value: &str) -> bool {
+        self.conditions
+            .iter()
+            .filter(|condition| condition.attribute == attribute)
+            .all(|condition| {
+                condition
+                    .values
+                    .iter()
+                    .any(|candidate| crate::store::same_name(candidate, value))
+            })
+    }
+
+    /// True when every condition on `attribute` names one of `values` (a to-many relation: the
+    /// object matches when any related GUID does).
+    pub fn accepts_any<'a>(
+        &self,
+        attribute: &str,
+        values: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> bool {
+        self.conditions
+            .iter()
+            .filter(|condition| condition.attribute == attribute)
+            .all(|condition| {
+                values
+                    .clone()
+                    .into_iter()
+                    .any(|value| condition.values.iter().any(|candidate| candidate == value))
+            })
     }
 
     /// Orders `items` (already in creation order) by `name` when asked, then pages them into the

@@ -93,7 +93,7 @@ async fn list(
             let orgs: Vec<OrgRow> = store::orgs::list(conn)?
                 .into_iter()
                 .filter(|org| permissions.can_read_org(org.id))
-                .filter(|org| query.accepts("name", &org.name))
+                .filter(|org| query.accepts_name("name", &org.name))
                 .filter(|org| {
                     query.accepts("status", if org.suspended { "suspended" } else { "active" })
                 })
@@ -300,7 +300,7 @@ async fn list_spaces(
                 .into_iter()
                 .filter(|space| {
                     permissions.can_read_space(space.id, space.organization_id)
-                        && query.accepts("name", &space.name)
+                        && query.accepts_name("name", &space.name)
                 })
                 .collect();
             let path = format!("/v2/organizations/{}/spaces", org.guid);

@@ -1,4 +1,5 @@
-//! `/v2/spaces`: list (`q=name:`/`organization_guid:`), get, create (201 + Location), delete.
+//! `/v2/spaces`: list (`q=name:`/`organization_guid:`), get, create (201 + Location), update
+//! (PUT → 201), delete.
 
 use std::collections::HashMap;
 
@@ -26,6 +27,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             resource("/v2/spaces/{guid}")
                 .route(web::get().to(get))
+                .route(web::put().to(update))
                 .route(web::delete().to(delete)),
         );
 }
@@ -93,7 +95,7 @@ async fn list(
                     (space, org_guid)
                 })
                 .filter(|(space, org_guid)| {
-                    query.accepts("name", &space.name)
+                    query.accepts_name("name", &space.name)
                         && query.accepts("organization_guid", org_guid)
                 })
                 .collect();
@@ -175,6 +177,48 @@ async fn create(
     Ok(HttpResponse::Created()
         .insert_header(("Location", location))
         .json(body))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = |error: ApiError| ApiError::with_args(ErrorKind::SpaceInvalid, &[&error.detail]);
+    let object =
+        body::object(&payload, &["name", "organization_guid", "allow_ssh"]).map_err(invalid)?;
+    let name = body::name(object, false).map_err(invalid)?;
+    let org_guid = body::optional_string(object, "organization_guid").map_err(invalid)?;
+    let allow_ssh = body::optional_bool(object, "allow_ssh").map_err(invalid)?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, org) = crate::v3::spaces::visible_space(conn, &permissions, &guid)
+                .map_err(|_| not_found(&guid))?;
+            if !permissions.can_manage_space(space.id, org.id) {
+                return Err(ApiError::forbidden());
+            }
+            if org_guid
+                .as_deref()
+                .is_some_and(|requested| requested != org.guid)
+            {
+                return Err(ApiError::plain(ErrorKind::OrganizationAlreadySet));
+            }
+            let taken = || {
+                ApiError::with_args(
+                    ErrorKind::SpaceNameTaken,
+                    &[name.as_deref().unwrap_or_default()],
+                )
+            };
+            let space = store::spaces::update(conn, space.id, name.as_deref(), allow_ssh)
+                .map_err(crate::v3::organizations::store_error(taken))?;
+            Ok(render(&space, &org.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
 }
 
 async fn delete(

@@ -49,7 +49,7 @@ async fn list(
                         .is_none_or(|org| permissions.can_read_org(org))
                 })
                 .filter(|domain| {
-                    query.matches("names", &domain.name)
+                    query.matches_name("names", &domain.name)
                         && query.matches("guids", &domain.guid)
                         && query
                             .matches_opt("organization_guids", owner(domain.owning_organization_id))

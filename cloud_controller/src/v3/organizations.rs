@@ -93,7 +93,7 @@ async fn list(
                 .into_iter()
                 .filter(|org| permissions.can_read_org(org.id))
                 .filter(|org| {
-                    query.matches("names", &org.name) && query.matches("guids", &org.guid)
+                    query.matches_name("names", &org.name) && query.matches("guids", &org.guid)
                 })
                 .collect();
             query.sort(
@@ -289,7 +289,8 @@ async fn list_domains(
                         .is_none_or(|owner| owner == org.id)
                 })
                 .filter(|domain| {
-                    query.matches("names", &domain.name) && query.matches("guids", &domain.guid)
+                    query.matches_name("names", &domain.name)
+                        && query.matches("guids", &domain.guid)
                 })
                 .filter(|domain| {
                     let owner = domain.owning_organization_id.map(|_| org.guid.as_str());

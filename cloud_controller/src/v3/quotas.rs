@@ -48,7 +48,7 @@ async fn list(
             let mut quotas: Vec<_> = store::reference_data::list_quotas(conn)?
                 .into_iter()
                 .filter(|quota| {
-                    query.matches("names", &quota.name) && query.matches("guids", &quota.guid)
+                    query.matches_name("names", &quota.name) && query.matches("guids", &quota.guid)
                 })
                 .filter(|quota| match query.list("organization_guids") {
                     None => true,

@@ -85,7 +85,7 @@ async fn list(
                     let org_guid = orgs
                         .get(&space.organization_id)
                         .map_or("", |org| org.guid.as_str());
-                    query.matches("names", &space.name)
+                    query.matches_name("names", &space.name)
                         && query.matches("guids", &space.guid)
                         && query.matches("organization_guids", org_guid)
                 })

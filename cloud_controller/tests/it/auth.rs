@@ -119,3 +119,30 @@ async fn tokens_are_verified_and_scopes_enforced() {
         harness.stop().await;
     }
 }
+
+/// A request whose body fails to parse drops its handler's extractors mid-flight, including a
+/// first fetch of UAA's keys; that must not leave the key cache refusing the next tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_body_before_the_first_token_check_does_not_poison_the_key_cache() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let malformed = harness
+            .request(
+                reqwest::Method::POST,
+                "/v3/organizations",
+                Some(&harness.admin_token),
+                Some(r#"{"name":"#),
+            )
+            .await;
+        malformed.assert_v3_error(
+            400,
+            "CF-MessageParseError",
+            malformed.body["errors"][0]["detail"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+        let listed = harness.get("/v3/organizations", &harness.admin_token).await;
+        assert_eq!(listed.status, 200, "{:?}", listed.body);
+        harness.stop().await;
+    }
+}

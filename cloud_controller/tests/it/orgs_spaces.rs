@@ -517,3 +517,103 @@ async fn visibility_and_user_org_creation() {
         harness.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_case_insensitive_as_in_cc() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let label = harness.database.label();
+        let acme = harness.create_org("acme").await;
+        harness
+            .post("/v3/organizations", &admin, json!({"name": "ACME"}))
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization 'ACME' already exists.",
+            );
+        let v2 = harness
+            .post("/v2/organizations", &admin, json!({"name": "Acme"}))
+            .await;
+        assert_eq!(
+            v2.body,
+            json!({"code": 30002, "description": "The organization name is taken: Acme", "error_code": "CF-OrganizationNameTaken"}),
+            "{label}"
+        );
+        // Renames are held to the same rule; re-casing one's own name is fine.
+        let other = harness.create_org("other").await;
+        harness
+            .patch(
+                &format!("/v3/organizations/{other}"),
+                &admin,
+                json!({"name": "aCmE"}),
+            )
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization name 'aCmE' is already taken.",
+            );
+        let recased = harness
+            .patch(
+                &format!("/v3/organizations/{acme}"),
+                &admin,
+                json!({"name": "Acme"}),
+            )
+            .await;
+        assert_eq!(recased.status, 200, "{:#}", recased.body);
+        // Name filters match in any case, as CC's citext columns do.
+        let found = harness.get("/v3/organizations?names=ACME", &admin).await;
+        assert_eq!(found.body["resources"][0]["guid"], acme.as_str(), "{label}");
+        let found_v2 = harness.get("/v2/organizations?q=name:acme", &admin).await;
+        assert_eq!(found_v2.body["total_results"], 1);
+
+        // Space names: unique per org in any case, free across orgs.
+        harness.create_space(&acme, "Dev").await;
+        harness
+            .post(
+                "/v3/spaces",
+                &admin,
+                json!({"name": "DEV", "relationships": {"organization": {"data": {"guid": acme}}}}),
+            )
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Name must be unique per organization",
+            );
+        let v2_space = harness
+            .post(
+                "/v2/spaces",
+                &admin,
+                json!({"name": "dev", "organization_guid": acme}),
+            )
+            .await;
+        assert_eq!(v2_space.body["error_code"], "CF-SpaceNameTaken", "{label}");
+        harness.create_space(&other, "dev").await;
+        let spaces = harness.get("/v3/spaces?names=dEv", &admin).await;
+        assert_eq!(spaces.body["pagination"]["total_results"], 2);
+        let in_org = harness
+            .get(
+                &format!("/v2/organizations/{acme}/spaces?q=name:DEV"),
+                &admin,
+            )
+            .await;
+        assert_eq!(in_org.body["resources"][0]["entity"]["name"], "Dev");
+
+        // Concurrent creates differing only in case: the database index lets exactly one in.
+        let attempts = ["race", "RACE", "Race", "rAcE"]
+            .map(|name| harness.post("/v3/organizations", &admin, json!({"name": name})));
+        let answers = futures_util::future::join_all(attempts).await;
+        assert_eq!(
+            answers.iter().filter(|answer| answer.status == 201).count(),
+            1,
+            "{answers:#?}"
+        );
+        assert!(answers
+            .iter()
+            .all(|answer| answer.status == 201 || answer.status == 422));
+        harness.stop().await;
+    }
+}

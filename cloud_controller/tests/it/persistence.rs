@@ -1,9 +1,11 @@
-//! Data survives a restart on the same database, and concurrent duplicate creates produce the CF
-//! error rather than a 500.
+//! Data survives a restart on the same database, concurrent duplicate creates produce the CF
+//! error rather than a 500, and later migrations upgrade databases holding older data.
 
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
 use serde_json::json;
 
-use crate::support::{databases, start_cc, Harness};
+use crate::support::{databases, start_cc, Harness, TestDatabase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_keeps_data_and_duplicates_race_cleanly() {
@@ -67,4 +69,95 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     let joined = futures_util::future::join_all(set).await;
     outputs.extend(joined);
     outputs
+}
+
+/// Runs SQL on one backend's connection.
+type Execute = Box<dyn FnMut(&str)>;
+
+/// Brings a database to the state of the first release only: its schema, its migration marked as
+/// run, and rows that a later migration must cope with.
+fn seed_first_release(database: &TestDatabase, rows: &str) {
+    let (init, mut connection): (&str, Execute) = match database {
+        TestDatabase::Sqlite { .. } => {
+            let path = database.url().trim_start_matches("sqlite://").to_owned();
+            let mut connection = diesel::sqlite::SqliteConnection::establish(&path).unwrap();
+            (
+                include_str!("../../migrations/sqlite/2026-11-21-000000_init/up.sql"),
+                Box::new(move |sql: &str| connection.batch_execute(sql).unwrap()),
+            )
+        }
+        TestDatabase::Postgres { .. } => {
+            let mut connection = diesel::pg::PgConnection::establish(database.url()).unwrap();
+            (
+                include_str!("../../migrations/postgres/2026-11-21-000000_init/up.sql"),
+                Box::new(move |sql: &str| connection.batch_execute(sql).unwrap()),
+            )
+        }
+    };
+    connection(init);
+    connection(
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP); \
+         INSERT INTO __diesel_schema_migrations (version) VALUES ('20261121000000');",
+    );
+    connection(rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_insensitive_names_migration_keeps_older_duplicates() {
+    for database in databases() {
+        // Before names were compared case-insensitively, "acme" and "ACME" could both exist.
+        seed_first_release(
+            &database,
+            "INSERT INTO quota_definitions (guid, name, created_at, updated_at, \
+               non_basic_services_allowed, total_services, total_routes, memory_limit, \
+               instance_memory_limit, app_instance_limit, app_task_limit, total_service_keys, \
+               total_reserved_route_ports, total_private_domains, log_rate_limit) \
+             VALUES ('q-1', 'default', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', \
+               true, 100, 1000, 10240, -1, -1, -1, -1, 0, -1, -1); \
+             INSERT INTO organizations (guid, name, created_at, updated_at, suspended, \
+               billing_enabled, quota_definition_id) VALUES \
+               ('o-1', 'acme', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', false, false, 1), \
+               ('o-2', 'ACME', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', false, false, 1), \
+               ('o-3', 'Ünïcode', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', false, false, 1); \
+             INSERT INTO spaces (guid, name, organization_id, created_at, updated_at, allow_ssh) VALUES \
+               ('s-1', 'dev', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', true), \
+               ('s-2', 'Dev', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', true);",
+        );
+        let label = database.label();
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let both = harness.get("/v3/organizations?names=Acme", &admin).await;
+        assert_eq!(
+            both.body["pagination"]["total_results"], 2,
+            "{label}: {:#}",
+            both.body
+        );
+        harness
+            .post("/v3/organizations", &admin, json!({"name": "aCME"}))
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization 'aCME' already exists.",
+            );
+        // The key of a non-ASCII name is folded by the application, whatever SQL lower() did.
+        harness
+            .post("/v3/organizations", &admin, json!({"name": "üNÏCODE"}))
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization 'üNÏCODE' already exists.",
+            );
+        let spaces = harness
+            .get("/v3/spaces?organization_guids=o-1", &admin)
+            .await;
+        assert_eq!(spaces.body["pagination"]["total_results"], 2);
+        harness
+            .post("/v3/spaces", &admin, json!({"name": "DEV", "relationships": {"organization": {"data": {"guid": "o-1"}}}}))
+            .await
+            .assert_v3_error(422, "CF-UnprocessableEntity", "Name must be unique per organization");
+        harness.stop().await;
+    }
 }
