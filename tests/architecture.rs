@@ -16,6 +16,9 @@ fn metadata(no_deps: bool) -> serde_json::Value {
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if no_deps {
         command.arg("--no-deps");
+    } else {
+        // Only what is built here; other platforms' crates are not downloaded (and not shipped).
+        command.args(["--filter-platform", &host_triple()]);
     }
     let output = command.output().expect("cargo metadata runs");
     assert!(
@@ -24,6 +27,16 @@ fn metadata(no_deps: bool) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let output = Command::new(rustc).arg("-vV").output().expect("rustc -vV runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_string()
 }
 
 /// Workspace crate → the workspace crates it depends on, by dependency kind ("normal", "dev", "build").
