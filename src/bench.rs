@@ -44,6 +44,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         bind: "127.0.0.1".parse().expect("literal address"),
         api_port: 0,
         uaa_port: 0,
+        router_port: 0,
         nats_url: None,
         admin_password: None,
         access_token_validity_secs: 3600,

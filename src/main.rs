@@ -30,6 +30,8 @@ enum Command {
     Uaa(ComponentArgs),
     /// Run the Cloud Controller alone from a YAML config.
     CloudController(ComponentArgs),
+    /// Run the HTTP router alone from a YAML config, fed by NATS.
+    Router(RouterArgs),
     /// Print benchmark figures (medians and percentiles) for a running or self-started platform.
     Bench(bench::BenchArgs),
 }
@@ -42,6 +44,15 @@ struct ComponentArgs {
     /// Address to listen on.
     #[arg(long)]
     listen: std::net::SocketAddr,
+}
+
+#[derive(clap::Args)]
+struct RouterArgs {
+    #[command(flatten)]
+    component: ComponentArgs,
+    /// NATS server carrying route registrations (credentials in the URL, e.g. nats://TOKEN@host:4222).
+    #[arg(long)]
+    nats_url: String,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +73,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args).await,
             Command::Uaa(args) => run_uaa(args).await,
             Command::CloudController(args) => run_cloud_controller(args).await,
+            Command::Router(args) => run_router(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });
@@ -141,5 +153,19 @@ async fn run_cloud_controller(args: ComponentArgs) -> Result<(), KilnError> {
     );
     up::wait_for_shutdown_signal().await;
     server.stop().await;
+    Ok(())
+}
+
+async fn run_router(args: RouterArgs) -> Result<(), KilnError> {
+    let config: gorouter::RouterConfig = read_config(&args.component.config)?;
+    let listener = bind(args.component.listen)?;
+    let bus = nats::Bus::connect(&args.nats_url).await?;
+    let server = gorouter::run(config, listener, bus.client.clone())
+        .await
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    println!("Router listening on http://{}", server.local_addr());
+    up::wait_for_shutdown_signal().await;
+    server.stop().await;
+    bus.stop().await;
     Ok(())
 }

@@ -56,6 +56,9 @@ pub(crate) struct UpArgs {
     /// Cloud Controller API port (0 picks a free one).
     #[arg(long, default_value_t = 9022)]
     pub(crate) api_port: u16,
+    /// Router port for app traffic (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub(crate) router_port: u16,
     /// UAA port (0 picks a free one).
     #[arg(long, default_value_t = 9023)]
     pub(crate) uaa_port: u16,
@@ -93,11 +96,13 @@ struct Secrets {
 pub(crate) struct Platform {
     pub(crate) api_url: String,
     pub(crate) uaa_url: String,
+    pub(crate) router_url: String,
     pub(crate) admin_password: String,
     pub(crate) admin_client_secret: String,
     bus: Bus,
     uaa: uaa::UaaServer,
     cloud_controller: cloud_controller::CcServer,
+    router: gorouter::RouterServer,
 }
 
 impl Platform {
@@ -122,6 +127,7 @@ impl Platform {
 
         let uaa_listener = bind(SocketAddr::new(args.bind, args.uaa_port))?;
         let api_listener = bind(SocketAddr::new(args.bind, args.api_port))?;
+        let router_listener = bind(SocketAddr::new(args.bind, args.router_port))?;
         let uaa_url = format!(
             "http://{}",
             uaa_listener.local_addr().context("uaa address")?
@@ -160,14 +166,33 @@ impl Platform {
             }
         };
 
+        let router_config = gorouter::RouterConfig {
+            hosts: vec![args.bind.to_string()],
+            ..gorouter::RouterConfig::default()
+        };
+        let router = match gorouter::run(router_config, router_listener, bus.client.clone()).await {
+            Ok(router) => router,
+            Err(error) => {
+                cloud_controller.stop().await;
+                uaa.stop().await;
+                bus.stop().await;
+                return Err(KilnError::Other(anyhow::anyhow!(
+                    "the router did not start: {error}"
+                )));
+            }
+        };
+        let router_url = format!("http://{}", router.local_addr());
+
         Ok(Platform {
             api_url,
             uaa_url,
+            router_url,
             admin_password: secrets.admin_password,
             admin_client_secret: secrets.admin_client_secret,
             bus,
             uaa,
             cloud_controller,
+            router,
         })
     }
 
@@ -177,6 +202,7 @@ impl Platform {
 
     /// Stops the components in reverse order of start, then NATS.
     pub(crate) async fn stop(self) {
+        self.router.stop().await;
         self.cloud_controller.stop().await;
         self.uaa.stop().await;
         self.bus.stop().await;
@@ -188,6 +214,12 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     say!("Kiln is up.");
     say!("  API:   {}", platform.api_url);
     say!("  UAA:   {}", platform.uaa_url);
+    say!(
+        "  Apps:  {} (http://<app>.{}:{})",
+        platform.router_url,
+        args.apps_domain,
+        platform.router_url.rsplit(':').next().unwrap_or_default()
+    );
     say!("  NATS:  {}", redact_credentials(platform.nats_url()));
     say!("  Data:  {}", args.data_dir.display());
     say!();

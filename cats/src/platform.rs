@@ -128,7 +128,8 @@ impl Platform {
         let binary = kiln_binary()?;
         let mut child = Command::new(&binary)
             .arg("up")
-            .args(["--api-port", "0", "--uaa-port", "0", "--exit-on-stdin-eof"])
+            .args(["--api-port", "0", "--uaa-port", "0", "--router-port", "0"])
+            .arg("--exit-on-stdin-eof")
             // bcrypt's cheapest cost: the scenarios log in often and the cost is not under test.
             .args(["--password-hash-cost", "4"])
             .arg("--data-dir")

@@ -1,0 +1,20 @@
+//! The annotated example configuration stays valid.
+
+use gorouter::RouterConfig;
+
+#[test]
+fn the_example_config_parses_and_validates() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/router.example.yml"))
+        .expect("router.example.yml");
+    let config: RouterConfig = serde_yaml::from_str(&text).expect("the example parses");
+    config.validate().expect("the example is valid");
+    assert_eq!(config.prune_threshold_secs, 120);
+    assert_eq!(config.register_interval_secs, 20);
+    assert_eq!(config.hosts, vec!["127.0.0.1".to_owned()]);
+}
+
+#[test]
+fn a_misspelt_field_is_rejected() {
+    let error = serde_yaml::from_str::<RouterConfig>("prune_threshold: 10\n").unwrap_err();
+    assert!(error.to_string().contains("unknown field"), "{error}");
+}
