@@ -9,7 +9,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpResponse};
+use actix_web::{web, App, HttpResponse, ResponseError};
 use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
@@ -118,7 +118,8 @@ pub fn app(
         .default_service(web::to(unknown_request))
 }
 
-/// Request id, tracing span, metrics, v2 error bodies and 5xx logging for every request.
+/// Request id, tracing span, metrics, catalog bodies for any error answer actix made itself, v2
+/// error bodies and 5xx logging for every request.
 async fn request_middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -139,11 +140,20 @@ async fn request_middleware(
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let response = next.call(request).instrument(span.clone()).await?;
     let mut response = response.map_into_boxed_body();
-    let api_error = response
+    let mut api_error = response
         .response()
         .error()
         .and_then(|error| error.as_error::<ApiError>())
         .cloned();
+    let status = response.status();
+    if api_error.is_none() && (status.is_client_error() || status.is_server_error()) {
+        // An error answer actix made on its own (plain text, or an empty 405). None is expected,
+        // since every resource, extractor and limit is set up to answer with catalog errors, but
+        // a route added without them must still not answer in plain text.
+        let framework_error = ApiError::from_framework(status, response.response().error());
+        response = response.into_response(framework_error.error_response());
+        api_error = Some(framework_error);
+    }
     if let Some(api_error) = api_error {
         if api_error.kind.status() >= 500 {
             span.in_scope(|| tracing::error!(error = %api_error, internal = ?api_error.internal, "request failed"));
@@ -169,4 +179,71 @@ async fn request_middleware(
         )
     });
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{test, web, App, HttpResponse};
+    use serde_json::{json, Value};
+
+    use super::{from_fn, request_middleware};
+
+    /// Routes built without our helpers — a bare resource (empty 405 for other methods) and a
+    /// `Bytes` body under a small limit (plain-text 413) — still answer with catalog errors.
+    #[actix_web::test]
+    async fn error_answers_actix_makes_itself_become_catalog_errors() {
+        let echo =
+            || web::post().to(|body: web::Bytes| async move { HttpResponse::Ok().body(body) });
+        let app = test::init_service(
+            App::new()
+                .app_data(web::PayloadConfig::new(8))
+                .wrap(from_fn(request_middleware))
+                .service(web::resource("/v3/bare").route(echo()))
+                .service(web::resource("/v2/bare").route(echo())),
+        )
+        .await;
+        let answer = |request: test::TestRequest| {
+            let app = &app;
+            async move {
+                let response = test::call_service(app, request.to_request()).await;
+                let status = response.status();
+                let body: Value =
+                    serde_json::from_slice(&test::read_body(response).await).expect("a JSON body");
+                (status, body)
+            }
+        };
+
+        let (status, body) = answer(test::TestRequest::get().uri("/v3/bare")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            json!({"errors": [{"code": 10000, "title": "CF-NotFound", "detail": "Unknown request"}]})
+        );
+        let (status, body) = answer(test::TestRequest::delete().uri("/v2/bare")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            json!({"code": 10000, "description": "Unknown request", "error_code": "CF-NotFound"})
+        );
+
+        let too_long = || test::TestRequest::post().set_payload("0123456789abcdef");
+        let (status, body) = answer(too_long().uri("/v3/bare")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0]["title"], "CF-MessageParseError", "{body}");
+        let (status, body) = answer(too_long().uri("/v2/bare")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "CF-MessageParseError", "{body}");
+
+        let echoed = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/v3/bare")
+                .set_payload("ok")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(echoed.status(), StatusCode::OK);
+        assert_eq!(test::read_body(echoed).await, "ok");
+    }
 }

@@ -144,6 +144,25 @@ impl ApiError {
         error
     }
 
+    /// The catalog error for an error answer actix produced itself rather than a handler of ours
+    /// (an unrouted method, a body limit or extractor without our error handler): `status` is
+    /// what actix chose, `cause` the error it carried, if any.
+    pub fn from_framework(status: StatusCode, cause: Option<&actix_web::Error>) -> Self {
+        let detail = cause.map_or_else(
+            || status.canonical_reason().unwrap_or("").to_owned(),
+            ToString::to_string,
+        );
+        match status {
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                Self::plain(ErrorKind::NotFound)
+            }
+            StatusCode::UNAUTHORIZED => Self::plain(ErrorKind::NotAuthenticated),
+            StatusCode::FORBIDDEN => Self::forbidden(),
+            status if status.is_client_error() => Self::parse(detail),
+            _ => Self::internal(detail),
+        }
+    }
+
     /// HTTP status of this error.
     pub fn http_status(&self) -> StatusCode {
         StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

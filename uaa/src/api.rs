@@ -197,6 +197,25 @@ pub(crate) struct ScimList<T> {
     pub(crate) schemas: [&'static str; 1],
 }
 
+/// A client as `GET /oauth/clients/:client_id` renders it (Spring's `BaseClientDetails` JSON plus
+/// UAA's `lastModified`); the secret is never part of it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientDetails {
+    pub(crate) client_id: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) resource_ids: Vec<String>,
+    pub(crate) authorized_grant_types: Vec<String>,
+    pub(crate) autoapprove: Vec<String>,
+    pub(crate) authorities: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) access_token_validity: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token_validity: Option<i64>,
+    #[serde(rename = "lastModified")]
+    pub(crate) last_modified: i64,
+    pub(crate) required_user_groups: Vec<String>,
+}
+
 /// Renders UTC epoch milliseconds as UAA does (RFC 3339, milliseconds, `Z`).
 pub(crate) fn timestamp(millis: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(millis)

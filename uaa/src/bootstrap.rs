@@ -84,7 +84,7 @@ pub(crate) fn apply(database: &Database, config: &UaaConfig) -> Result<Vec<Clien
             _ => bcrypt::hash(&client.secret, config.password_hash_cost)
                 .map_err(|error| UaaError::Config(format!("cannot hash client secret: {error}")))?,
         };
-        let row = ClientRow {
+        let mut row = ClientRow {
             client_id: client.client_id.clone(),
             secret_hash,
             authorized_grant_types: client.authorized_grant_types.join(" "),
@@ -94,6 +94,15 @@ pub(crate) fn apply(database: &Database, config: &UaaConfig) -> Result<Vec<Clien
             refresh_token_validity_secs: client.refresh_token_validity_secs.map(to_i64),
             last_modified: now_millis(),
         };
+        // `lastModified` (shown by `GET /oauth/clients/:id`) moves only when the client changed.
+        if let Some(previous) = previous.filter(|previous| {
+            ClientRow {
+                last_modified: previous.last_modified,
+                ..row.clone()
+            } == **previous
+        }) {
+            row.last_modified = previous.last_modified;
+        }
         database
             .write(|conn| -> Result<(), StoreError> { Ok(client_store::upsert(conn, &row)?) })?;
     }

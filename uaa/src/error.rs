@@ -1,7 +1,11 @@
 //! Errors: `UaaError` for starting and administering the server, `ApiError` for HTTP responses in
-//! UAA's JSON shapes (`{"error":..,"error_description":..}`).
+//! UAA's JSON shapes (`{"error":..,"error_description":..}`), and the middleware that gives the
+//! errors actix produces on its own (body limits, unrouted methods, extractor failures) that shape.
 
-use actix_web::http::StatusCode;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 
 /// Failure to start the server or to administer its database.
@@ -129,6 +133,54 @@ impl ApiError {
         ApiError::scim(status, "invalid_password", description)
     }
 
+    /// UAA's answer for an error actix produced itself rather than a handler of ours: `status` is
+    /// what actix chose, `cause` the error it carried (none for an unrouted method).
+    fn from_framework(
+        status: StatusCode,
+        method: &Method,
+        cause: Option<&actix_web::Error>,
+    ) -> Self {
+        let detail = cause.map(ToString::to_string).unwrap_or_default();
+        match status {
+            // Spring's `HttpRequestMethodNotSupportedException`, as UAA's endpoints render it.
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+                status,
+                "method_not_allowed",
+                format!("Request method '{method}' is not supported"),
+            ),
+            StatusCode::NOT_FOUND => ApiError::new(status, "not_found", "Not Found"),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                status,
+                "invalid_request",
+                format!(
+                    "The request body is larger than the limit of {} bytes",
+                    crate::MAX_BODY_BYTES
+                ),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                status,
+                "invalid_request",
+                "The request's Content-Type is not supported",
+            ),
+            status if status.is_client_error() => {
+                let description = if detail.is_empty() {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("Bad Request")
+                        .to_owned()
+                } else {
+                    detail
+                };
+                ApiError::new(status, "invalid_request", description)
+            }
+            _ => ApiError::internal(if detail.is_empty() {
+                format!("HTTP {status} without a cause")
+            } else {
+                detail
+            }),
+        }
+    }
+
     /// An internal failure: logged here with its detail, answered with a generic body.
     pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
@@ -173,6 +225,30 @@ impl ResponseError for ApiError {
         }
         response.json(serde_json::Value::Object(body))
     }
+}
+
+/// Re-renders every 4xx/5xx answer that is not an [`ApiError`] of ours — actix's plain-text body
+/// limits and extractor failures, its empty 405 for a known path with an unrouted method — as
+/// UAA's JSON error body with the same status, so that no client ever sees plain text.
+pub(crate) async fn json_error_bodies(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let method = request.method().clone();
+    // Handler and extractor failures arrive as responses carrying their error (actix's resources
+    // convert them), so there is no `Err` here to render; holding on to the request instead would
+    // break routing, which needs it uniquely owned.
+    let response = next.call(request).await?.map_into_boxed_body();
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(response);
+    }
+    let cause = response.response().error();
+    if cause.is_some_and(|error| error.as_error::<ApiError>().is_some()) {
+        return Ok(response);
+    }
+    let api_error = ApiError::from_framework(status, &method, cause);
+    Ok(response.into_response(api_error.error_response()))
 }
 
 impl From<diesel::result::Error> for ApiError {

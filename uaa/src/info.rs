@@ -8,10 +8,11 @@ use crate::state::AppState;
 const UAA_VERSION: &str = "4.30.0";
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(login_info))
-        .route("/info", web::get().to(login_info))
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics));
+    // One resource per path, so that a method the path does not serve is a 405, not a 404.
+    cfg.service(web::resource("/login").route(web::get().to(login_info)));
+    cfg.service(web::resource("/info").route(web::get().to(login_info)));
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)));
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// Exactly the `username` and `password` prompts: any other prompt makes the cf CLI ask for it.

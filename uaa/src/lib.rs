@@ -1,6 +1,7 @@
 //! Kiln UAA: an OAuth2 token service compatible with Cloud Foundry's UAA as the cf CLI v8 and the
 //! Cloud Controller use it — password, refresh_token and client_credentials grants, RS256 JWTs
-//! with `/token_keys`, `/login`, `/userinfo`, `/check_token`, and SCIM `/Users` and `/Groups`.
+//! with `/token_keys`, `/login`, `/userinfo`, `/check_token`, SCIM `/Users` and `/Groups`, and
+//! `GET /oauth/clients/:client_id`.
 //!
 //! Entry points: [`run`] serves a [`UaaConfig`] on a caller-bound listener and returns a
 //! [`UaaServer`] handle; [`rotate_signing_key`] adds a new active signing key to a database.
@@ -9,6 +10,7 @@
 mod api;
 mod auth;
 mod bootstrap;
+mod clients;
 mod config;
 mod db;
 mod error;
@@ -23,6 +25,7 @@ mod tokens;
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Service;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use tracing::Instrument;
 
@@ -33,7 +36,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Largest request body accepted (form posts and SCIM JSON are small).
-const MAX_BODY_BYTES: usize = 1 << 20;
+pub(crate) const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A running UAA server.
 pub struct UaaServer {
@@ -83,6 +86,7 @@ pub async fn run(config: UaaConfig, listener: TcpListener) -> Result<UaaServer, 
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .wrap(from_fn(error::json_error_bodies))
             .wrap_fn(|request, service| {
                 if let Some(state) = request.app_data::<web::Data<AppState>>() {
                     state
@@ -108,6 +112,7 @@ pub async fn run(config: UaaConfig, listener: TcpListener) -> Result<UaaServer, 
             .configure(info::configure)
             .configure(tokens::configure)
             .configure(scim::configure)
+            .configure(clients::configure)
             .default_service(web::to(not_found))
     })
     .disable_signals()

@@ -57,23 +57,38 @@ const MAX_COUNT: usize = 500;
 const USERNAME_PATTERN: &str = r"[\p{L}+0-9+\-_.@'!]+";
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/Users", web::post().to(create_user))
-        .route("/Users", web::get().to(list_users))
-        .route("/Users/{id}", web::get().to(get_user))
-        .route("/Users/{id}", web::put().to(update_user))
-        .route("/Users/{id}", web::delete().to(delete_user))
-        .route("/Users/{id}/password", web::put().to(change_password))
-        .route("/ids/Users", web::get().to(list_user_ids))
-        .route("/Groups", web::get().to(list_groups))
-        .route("/Groups", web::post().to(create_group))
-        .route("/Groups/{id}", web::get().to(get_group))
-        .route("/Groups/{id}", web::delete().to(delete_group))
-        .route("/Groups/{id}/members", web::get().to(list_members))
-        .route("/Groups/{id}/members", web::post().to(add_member))
-        .route(
-            "/Groups/{id}/members/{member_id}",
-            web::delete().to(remove_member),
-        );
+    // One resource per path, so that a method the path does not serve is a 405, not a 404.
+    cfg.service(
+        web::resource("/Users")
+            .route(web::post().to(create_user))
+            .route(web::get().to(list_users)),
+    );
+    cfg.service(
+        web::resource("/Users/{id}")
+            .route(web::get().to(get_user))
+            .route(web::put().to(update_user))
+            .route(web::delete().to(delete_user)),
+    );
+    cfg.service(web::resource("/Users/{id}/password").route(web::put().to(change_password)));
+    cfg.service(web::resource("/ids/Users").route(web::get().to(list_user_ids)));
+    cfg.service(
+        web::resource("/Groups")
+            .route(web::get().to(list_groups))
+            .route(web::post().to(create_group)),
+    );
+    cfg.service(
+        web::resource("/Groups/{id}")
+            .route(web::get().to(get_group))
+            .route(web::delete().to(delete_group)),
+    );
+    cfg.service(
+        web::resource("/Groups/{id}/members")
+            .route(web::get().to(list_members))
+            .route(web::post().to(add_member)),
+    );
+    cfg.service(
+        web::resource("/Groups/{id}/members/{member_id}").route(web::delete().to(remove_member)),
+    );
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

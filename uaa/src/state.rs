@@ -64,6 +64,8 @@ pub(crate) struct Client {
     pub(crate) authorities: Vec<String>,
     pub(crate) access_token_validity_secs: Option<i64>,
     pub(crate) refresh_token_validity_secs: Option<i64>,
+    /// Epoch milliseconds of the last change to the client's registration.
+    pub(crate) last_modified: i64,
 }
 
 impl Client {
@@ -97,6 +99,7 @@ impl ClientRegistry {
                     authorities: split_list(&row.authorities),
                     access_token_validity_secs: row.access_token_validity_secs,
                     refresh_token_validity_secs: row.refresh_token_validity_secs,
+                    last_modified: row.last_modified,
                     secret_hash: row.secret_hash,
                     client_id: row.client_id,
                 };

@@ -23,12 +23,13 @@ const ZONE_ID: &str = "uaa";
 pub(crate) const ORIGIN_UAA: &str = "uaa";
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/oauth/token", web::post().to(token))
-        .route("/oauth/token/revoke/{jti}", web::delete().to(revoke))
-        .route("/check_token", web::post().to(check_token))
-        .route("/token_keys", web::get().to(token_keys))
-        .route("/token_key", web::get().to(token_key))
-        .route("/userinfo", web::get().to(userinfo));
+    // One resource per path, so that a method the path does not serve is a 405, not a 404.
+    cfg.service(web::resource("/oauth/token").route(web::post().to(token)));
+    cfg.service(web::resource("/oauth/token/revoke/{jti}").route(web::delete().to(revoke)));
+    cfg.service(web::resource("/check_token").route(web::post().to(check_token)));
+    cfg.service(web::resource("/token_keys").route(web::get().to(token_keys)));
+    cfg.service(web::resource("/token_key").route(web::get().to(token_key)));
+    cfg.service(web::resource("/userinfo").route(web::get().to(userinfo)));
 }
 
 fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, ApiError> {

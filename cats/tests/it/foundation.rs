@@ -289,6 +289,50 @@ fn a_duplicate_org_name_gets_cf_s_message() {
         .contains("Space 's' already exists.");
 }
 
+/// `cf set-org-role CLIENT ORG OrgAuditor --client`: the CLI checks the client in UAA, the Cloud
+/// Controller gives the client's id an org role, and `cf org-users` lists it as a client.
+#[test]
+fn a_client_gets_an_org_role() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let Some(client) = &platform.options.admin_client else {
+        eprintln!("skipping: the platform names no admin client");
+        return;
+    };
+    let admin_user = &platform.options.admin_user;
+    let org = unique_name("clients");
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin
+        .run(&["set-org-role", client, &org, "OrgAuditor", "--client"])
+        .success()
+        .contains(&format!(
+            "Assigning role OrgAuditor to user {client} in org {org} as {admin_user}..."
+        ))
+        .contains("OK");
+    admin
+        .run(&["org-users", &org])
+        .success()
+        .contains("ORG AUDITOR")
+        .contains(&format!("  {client} (client)"));
+    // Again: CF's warning, and still OK.
+    admin
+        .run(&["set-org-role", client, &org, "OrgAuditor", "--client"])
+        .success()
+        .contains(&format!(
+            "User '{client}' already has role 'OrgAuditor' in org '{org}'."
+        ))
+        .contains("OK");
+    // A client UAA does not know is refused before the Cloud Controller is asked.
+    let unknown = unique_name("no-such-client");
+    admin
+        .run(&["set-org-role", &unknown, &org, "OrgAuditor", "--client"])
+        .failure()
+        .contains(&format!("User '{unknown}' does not exist."));
+    admin.run(&["org-users", &org]).success().lacks(&unknown);
+    admin.run(&["delete-org", &org, "-f"]).success();
+}
+
 fn decode_segment(segment: &str) -> serde_json::Value {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)

@@ -5,7 +5,7 @@
 pub mod models;
 pub mod schema;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool};
 use diesel::sqlite::SqliteConnection;
@@ -26,6 +26,50 @@ pub enum DbConn {
     Pg(PgConnection),
     /// SQLite (embedded default).
     Sqlite(SqliteConnection),
+}
+
+impl DbConn {
+    /// Runs `work` in a transaction that will write. On SQLite it begins `IMMEDIATE`, taking the
+    /// write lock up front: a deferred transaction that reads and then writes fails at once with
+    /// "database is locked" when another connection wrote after its read (the busy timeout does
+    /// not apply to that upgrade), which concurrent requests such as two `cf create-org` hit.
+    /// Inside an open transaction, or on PostgreSQL, this is an ordinary (nested) transaction.
+    pub(crate) fn write_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let DbConn::Sqlite(sqlite) = self else {
+            return self.transaction(work);
+        };
+        if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+            .transaction_depth()?
+            .is_some()
+        {
+            return self.transaction(work);
+        }
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        let result = work(self);
+        let DbConn::Sqlite(sqlite) = self else {
+            unreachable!("the connection's backend does not change");
+        };
+        match result {
+            Ok(value) => {
+                <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(
+                    sqlite,
+                )?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback_error) = <AnsiTransactionManager as TransactionManager<
+                    SqliteConnection,
+                >>::rollback_transaction(sqlite)
+                {
+                    tracing::warn!(error = %rollback_error, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
 }
 
 /// Opens connections of the configured backend; SQLite connections get WAL, a busy timeout and

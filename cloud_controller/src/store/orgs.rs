@@ -146,7 +146,7 @@ fn ignore_unique_violation(result: QueryResult<usize>) -> Result<(), ApiError> {
 
 /// Deletes the organization with its spaces, roles and private domains, in one transaction.
 pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
-    conn.transaction::<_, ApiError, _>(|conn| {
+    conn.write_transaction(|conn| {
         diesel::delete(roles::table.filter(roles::organization_id.eq(id))).execute(conn)?;
         diesel::delete(spaces::table.filter(spaces::organization_id.eq(id))).execute(conn)?;
         diesel::delete(domains::table.filter(domains::owning_organization_id.eq(id)))

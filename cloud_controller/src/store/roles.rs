@@ -76,7 +76,7 @@ pub fn delete(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
 
 /// Deletes several roles in one transaction.
 pub fn delete_many(conn: &mut DbConn, ids: &[i32]) -> Result<(), ApiError> {
-    conn.transaction::<_, ApiError, _>(|conn| {
+    conn.write_transaction(|conn| {
         diesel::delete(roles::table.filter(roles::id.eq_any(ids))).execute(conn)?;
         Ok(())
     })

@@ -88,7 +88,7 @@ pub fn update(
 
 /// Deletes a space and its roles.
 pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
-    conn.transaction::<_, ApiError, _>(|conn| {
+    conn.write_transaction(|conn| {
         diesel::delete(roles::table.filter(roles::space_id.eq(id))).execute(conn)?;
         diesel::delete(spaces::table.find(id)).execute(conn)?;
         Ok(())

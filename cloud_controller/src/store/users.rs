@@ -93,7 +93,7 @@ pub fn ensure(
 /// Deletes a user (roles go with it through the foreign key cascade; removed explicitly too).
 pub fn delete(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
     use crate::db::schema::roles;
-    conn.transaction::<_, ApiError, _>(|conn| {
+    conn.write_transaction(|conn| {
         diesel::delete(roles::table.filter(roles::user_id.eq(id))).execute(conn)?;
         diesel::delete(users::table.find(id)).execute(conn)?;
         Ok(())

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::Connection;
 use serde_json::{json, Value};
 
 use crate::app::{resource, AppState};
@@ -160,7 +159,7 @@ pub(crate) fn create_org(
     if suspended && !permissions.can_write_globally() {
         return Err(ApiError::forbidden());
     }
-    conn.transaction::<_, ApiError, _>(|conn| {
+    conn.write_transaction(|conn| {
         let quota =
             store::reference_data::default_quota(conn).map_err(store_error(|| taken(name)))?;
         let org = store::orgs::create(conn, name, suspended, quota.id)

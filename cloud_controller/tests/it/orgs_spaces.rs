@@ -617,3 +617,29 @@ async fn names_are_case_insensitive_as_in_cc() {
         harness.stop().await;
     }
 }
+
+/// Concurrent writers — several `cf create-org` and `cf create-space` at once, as parallel CATS
+/// scenarios send them — all succeed; SQLite makes them wait for each other instead of failing
+/// with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_all_succeed() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let org = harness.create_org("busy").await;
+        let requests = (0..24).map(|n| {
+            let (path, body) = if n % 2 == 0 {
+                ("/v3/organizations", json!({"name": format!("org-{n}")}))
+            } else {
+                (
+                    "/v3/spaces",
+                    json!({"name": format!("space-{n}"), "relationships": {"organization": {"data": {"guid": org}}}}),
+                )
+            };
+            harness.post(path, &harness.admin_token, body)
+        });
+        for answer in futures_util::future::join_all(requests).await {
+            assert_eq!(answer.status, 201, "{:#}", answer.body);
+        }
+        harness.stop().await;
+    }
+}

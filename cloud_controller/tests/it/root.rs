@@ -120,3 +120,128 @@ async fn root_documents_and_operational_endpoints() {
     );
     harness.stop().await;
 }
+
+/// Status and JSON body of a raw request; panics when the body is not JSON.
+async fn raw(
+    harness: &Harness,
+    (method, path): (reqwest::Method, &str),
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut request = harness
+        .http
+        .request(method.clone(), format!("{}{path}", harness.base))
+        .header("Authorization", format!("bearer {}", harness.admin_token))
+        .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!("{method} {path}: {status} answered with a body that is not JSON: {text:?}")
+    });
+    (status, body)
+}
+
+/// Failures decided by actix before or around our handlers — body limits, content types, body
+/// syntax, unrouted methods, undecodable paths — answer with catalog errors in the API version's
+/// shape, never plain text or an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_failures_answer_catalog_json() {
+    let harness = Harness::start(databases().remove(0)).await;
+    let org_guid = harness.create_org("errors").await;
+    let oversized = json!({"name": "x".repeat(1 << 20)})
+        .to_string()
+        .into_bytes();
+    let parse_error = |body: &serde_json::Value| {
+        assert_eq!(body["errors"][0]["title"], "CF-MessageParseError", "{body}");
+        assert_eq!(body["errors"][0]["code"], 1001, "{body}");
+    };
+
+    let (status, body) = raw(
+        &harness,
+        (reqwest::Method::POST, "/v3/organizations"),
+        Some("application/json"),
+        oversized.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    parse_error(&body);
+    let (status, body) = raw(
+        &harness,
+        (reqwest::Method::POST, "/v2/organizations"),
+        Some("application/json"),
+        oversized,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_code"], "CF-MessageParseError", "{body}");
+    assert_eq!(body["code"], 1001, "{body}");
+
+    // Like CC, the body is read as JSON whatever the Content-Type says.
+    let org_path = format!("/v3/organizations/{org_guid}");
+    for (content_type, payload) in [
+        (
+            Some("application/x-www-form-urlencoded"),
+            &b"name=renamed"[..],
+        ),
+        (Some("application/json"), &b"{\"name\": "[..]),
+        (None, &b""[..]),
+    ] {
+        let (status, body) = raw(
+            &harness,
+            (reqwest::Method::PATCH, &org_path),
+            content_type,
+            payload.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 400, "{content_type:?}: {body}");
+        parse_error(&body);
+    }
+
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/v3/info"),
+        (reqwest::Method::PATCH, "/v3/organizations"),
+        (reqwest::Method::HEAD, "/v3/organizations"),
+        (reqwest::Method::PUT, "/v3/roles"),
+        (reqwest::Method::OPTIONS, "/v3/spaces"),
+    ] {
+        let response = harness
+            .http
+            .request(method.clone(), format!("{}{path}", harness.base))
+            .header("Authorization", format!("bearer {}", harness.admin_token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{method} {path}");
+        if method != reqwest::Method::HEAD {
+            let body: serde_json::Value = response.json().await.expect("JSON body");
+            assert_eq!(body["errors"][0]["title"], "CF-NotFound", "{method} {path}");
+        }
+    }
+    let (status, body) = raw(
+        &harness,
+        (reqwest::Method::DELETE, "/v2/info"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"code": 10000, "description": "Unknown request", "error_code": "CF-NotFound"})
+    );
+
+    // A path segment that does not decode to UTF-8.
+    let (status, body) = raw(
+        &harness,
+        (reqwest::Method::GET, "/v3/organizations/%FF%FE"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert!(status == 404, "{status}: {body}");
+    harness.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The login and roles flow against the real `uaa` crate: password grant as the cf CLI does it,
-//! CC verifies UAA's tokens through `/token_keys`, and resolves usernames with its lookup client.
+//! CC verifies UAA's tokens through `/token_keys`, and resolves usernames with its lookup client;
+//! a UAA client gets an org role by its id, as `cf set-org-role … --client` gives it.
 
 use std::net::TcpListener;
 
@@ -14,14 +15,14 @@ password_hash_cost: 4
 users:
   - username: admin
     password: admin-secret
-    groups: [cloud_controller.admin, cloud_controller.admin_read_only, cloud_controller.global_auditor, scim.read, scim.write]
+    groups: [cloud_controller.admin, cloud_controller.admin_read_only, cloud_controller.global_auditor, scim.read, scim.write, uaa.admin]
   - username: frank
     password: frank-secret
 clients:
   - client_id: cf
     secret: ""
     authorized_grant_types: [password, refresh_token]
-    scope: [openid, uaa.user, cloud_controller.read, cloud_controller.write, cloud_controller.admin, cloud_controller.admin_read_only, cloud_controller.global_auditor, scim.read, scim.write]
+    scope: [openid, uaa.user, cloud_controller.read, cloud_controller.write, cloud_controller.admin, cloud_controller.admin_read_only, cloud_controller.global_auditor, scim.read, scim.write, uaa.admin]
   - client_id: cloud_controller_username_lookup
     secret: lookup-secret
     authorized_grant_types: [client_credentials]
@@ -174,6 +175,61 @@ async fn login_and_roles_with_the_real_uaa() {
             org_users.body["included"]["users"][0]["username"], "frank",
             "{:#}",
             org_users.body
+        );
+
+        // `cf set-org-role cloud_controller_username_lookup uaa-org OrgAuditor --client`: the
+        // CLI checks the client in UAA, then names it by GUID; CC makes a user row for it.
+        let client_id = "cloud_controller_username_lookup";
+        let client = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{uaa_url}/oauth/clients/{client_id}"),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(client.status, 200, "{:#}", client.body);
+        let role = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v3/roles"),
+            &admin,
+            Some(json!({"type": "organization_auditor", "relationships": {"user": {"data": {"guid": client_id}}, "organization": {"data": {"guid": org_guid}}}})),
+        )
+        .await;
+        assert_eq!(role.status, 201, "{:#}", role.body);
+        assert_eq!(
+            role.body["relationships"]["user"]["data"]["guid"],
+            client_id
+        );
+        // `cf org-users`: a client has no username or origin; CC presents it by its id, and the
+        // CLI prints `cloud_controller_username_lookup (client)`.
+        let auditors = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v3/roles?include=user&organization_guids={org_guid}&types=organization_auditor"),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(auditors.status, 200, "{:#}", auditors.body);
+        let user = &auditors.body["included"]["users"][0];
+        assert_eq!(user["guid"], client_id, "{:#}", auditors.body);
+        assert_eq!(user["presentation_name"], client_id);
+        assert_eq!(user["username"], Value::Null);
+        assert_eq!(user["origin"], Value::Null);
+        let again = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v3/roles"),
+            &admin,
+            Some(json!({"type": "organization_auditor", "relationships": {"user": {"data": {"guid": client_id}}, "organization": {"data": {"guid": org_guid}}}})),
+        )
+        .await;
+        again.assert_v3_error(
+            422,
+            "CF-UnprocessableEntity",
+            &format!("User '{client_id}' already has 'organization_auditor' role in organization 'uaa-org'."),
         );
 
         // frank logs in and sees exactly his org and space (what `cf login` then targets).

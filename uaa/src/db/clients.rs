@@ -6,7 +6,7 @@ use super::schema::oauth_clients;
 use super::DbConnection;
 
 /// One row of `oauth_clients`; list columns are space-separated.
-#[derive(Debug, Clone, Queryable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = oauth_clients, treat_none_as_null = true)]
 pub(crate) struct ClientRow {
     pub(crate) client_id: String,
