@@ -14,7 +14,8 @@ use crate::KilnError;
 
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
-    /// What to measure: `foundation` (UAA grants and the orgs list).
+    /// What to measure: `foundation` (UAA grants and the orgs list) or `router` (proxying to a
+    /// registered backend, against the same backend direct).
     #[arg(default_value = "foundation")]
     suite: String,
     /// Seconds per round.
@@ -32,9 +33,9 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
-    if args.suite != "foundation" {
+    if args.suite != "foundation" && args.suite != "router" {
         return Err(KilnError::Config(format!(
-            "unknown benchmark suite '{}' (known: foundation)",
+            "unknown benchmark suite '{}' (known: foundation, router)",
             args.suite
         )));
     }
@@ -53,7 +54,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         exit_on_stdin_eof: false,
     };
     let platform = Platform::start(&up).await?;
-    let result = foundation(&args, &platform).await;
+    let result = if args.suite == "router" {
+        router(&args, &platform).await
+    } else {
+        foundation(&args, &platform).await
+    };
     platform.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
     result.map_err(KilnError::Other)
@@ -178,6 +183,130 @@ async fn foundation(args: &BenchArgs, platform: &Platform) -> anyhow::Result<()>
         median(&mut rates)
     );
     Ok(())
+}
+
+/// Requests per second and latency through the router to one keep-alive backend, then the same
+/// backend directly, so the router's own cost shows as the difference.
+async fn router(args: &BenchArgs, platform: &Platform) -> anyhow::Result<()> {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let backend_address = backend.local_addr()?;
+    let mut backend_task = tokio::spawn(serve_fixed_response(backend));
+    let host = "bench.apps.localhost";
+    let registration = serde_json::json!({
+        "host": "127.0.0.1",
+        "port": backend_address.port(),
+        "uris": [host],
+        "app": "bench-app",
+        "private_instance_id": "bench-instance",
+        "private_instance_index": "0",
+    });
+    platform
+        .nats()
+        .publish(
+            protocol::subjects::ROUTER_REGISTER,
+            serde_json::to_vec(&registration)?.into(),
+        )
+        .await?;
+    platform.nats().flush().await?;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let through_router = format!("{}/", platform.router_url);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http
+            .get(&through_router)
+            .header("Host", host)
+            .send()
+            .await?;
+        if response.status().is_success() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the route did not become routable: {}", response.status());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "kiln bench router: {} rounds x {} s, {} connections, 1 keep-alive backend, {} cores",
+        args.rounds,
+        args.seconds,
+        args.concurrency,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let round = Duration::from_secs(args.seconds);
+    for (label, url, host_header) in [
+        ("through the router", through_router.clone(), Some(host)),
+        (
+            "direct to the backend",
+            format!("http://{backend_address}/"),
+            None,
+        ),
+    ] {
+        let (mut p50s, mut p99s, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            let (count, mut latencies) = hammer(args.concurrency, round, {
+                let http = http.clone();
+                let url = url.clone();
+                move || {
+                    let mut request = http.get(&url);
+                    if let Some(host) = host_header {
+                        request = request.header("Host", host);
+                    }
+                    async move { expect_ok(request.send().await?).await }
+                }
+            })
+            .await?;
+            latencies.sort_by(|a, b| a.total_cmp(b));
+            p50s.push(percentile(&latencies, 0.50));
+            p99s.push(percentile(&latencies, 0.99));
+            rates.push(count as f64 / round.as_secs_f64());
+        }
+        println!(
+            "{label}: median {:.0} requests/s, median p50 {:.2} ms, median p99 {:.2} ms",
+            median(&mut rates),
+            median(&mut p50s),
+            median(&mut p99s)
+        );
+    }
+    backend_task.abort();
+    let _ = (&mut backend_task).await;
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 keep-alive server answering every request with a fixed 200: the backend
+/// for the router benchmark, so that it costs as little as possible.
+async fn serve_fixed_response(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut socket, _)) = listener.accept().await {
+        connections.spawn(async move {
+            let mut buffer = vec![0u8; 16 * 1024];
+            let mut filled = 0;
+            loop {
+                match socket.read(&mut buffer[filled..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => filled += n,
+                }
+                // Answer each complete request head (the benchmark sends GETs without bodies).
+                while let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                    let response =
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain\r\n\r\nhello, kiln\n";
+                    if socket.write_all(response).await.is_err() {
+                        return;
+                    }
+                    buffer.copy_within(end + 4..filled, 0);
+                    filled -= end + 4;
+                }
+                if filled == buffer.len() {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 async fn expect_ok(response: reqwest::Response) -> anyhow::Result<()> {

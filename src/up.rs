@@ -196,6 +196,11 @@ impl Platform {
         })
     }
 
+    /// The platform's NATS connection.
+    pub(crate) fn nats(&self) -> &async_nats::Client {
+        &self.bus.client
+    }
+
     pub(crate) fn nats_url(&self) -> &str {
         &self.bus.url
     }
