@@ -5,9 +5,15 @@
 //!   staging containers, producing a droplet `.tgz`.
 //! - `launch`: running a droplet — extraction, CF's instance environment, the launcher, health
 //!   checks.
-//!
-//! NATS (advertisements, start/stop/staging messages) arrives with the `cf push` slice.
+//! - `config`: the typed configuration, [`DeaConfig`].
+//! - `agent`: the NATS agent, [`run`] → [`DeaServer`]: advertisements, staging requests, start,
+//!   stop, update, find and heartbeat messages, route registration.
 
+mod agent;
+pub mod config;
 pub mod container;
 pub mod launch;
 pub mod staging;
+
+pub use agent::{run, DeaError, DeaServer, StagingLogLine};
+pub use config::DeaConfig;

@@ -689,7 +689,7 @@ impl<'a> Stager<'a> {
     async fn process_types(
         &mut self,
         chosen: &[usize],
-        index: &dyn Fn(usize) -> String,
+        index: &(dyn Fn(usize) -> String + Sync),
     ) -> Result<BTreeMap<String, String>, StagingError> {
         let final_position = chosen.len() - 1;
         let mut types = BTreeMap::new();

@@ -52,8 +52,10 @@ impl CgroupPath {
         Ok(stat_value(&text, "oom_kill").unwrap_or(0))
     }
 
-    /// Removes this cgroup and then its parent, in every hierarchy, where they are empty. The
-    /// runtime removes only the leaf, and only when it gets the chance.
+    /// Removes this cgroup, in every hierarchy, where it is empty. The runtime removes only the
+    /// leaf, and only when it gets the chance. The parent (`/kiln`) stays: removing it when it
+    /// looks empty races with runc creating a sibling's cgroup under it (runc's `mkdir` of the
+    /// leaf then fails with ENOENT), which concurrent DEA containers hit.
     pub(crate) fn remove_leftovers(&self) {
         let Ok(entries) = fs::read_dir(CGROUP_ROOT) else {
             return;
@@ -68,15 +70,10 @@ impl CgroupPath {
             if !file_type.is_dir() {
                 continue;
             }
-            let mut dir = entry.path().join(&self.relative);
-            for _ in 0..self.relative.split('/').count() {
-                // Fails while processes or child cgroups remain, which is what we want.
-                if dir.exists() && fs::remove_dir(&dir).is_err() {
-                    break;
-                }
-                if !dir.pop() {
-                    break;
-                }
+            let dir = entry.path().join(&self.relative);
+            // Fails while processes or child cgroups remain, which is what we want.
+            if dir.exists() {
+                let _ = fs::remove_dir(&dir);
             }
         }
     }
