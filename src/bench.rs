@@ -52,6 +52,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         apps_domain: "apps.localhost".to_string(),
         password_hash_cost: 10,
         exit_on_stdin_eof: false,
+        no_dea: true,
+        dea_ports: (61000, 61999),
     };
     let platform = Platform::start(&up).await?;
     let result = if args.suite == "router" {

@@ -30,6 +30,8 @@ enum Command {
     Uaa(ComponentArgs),
     /// Run the Cloud Controller alone from a YAML config.
     CloudController(ComponentArgs),
+    /// Run a DEA (stages and runs apps in runc containers) from a YAML config, fed by NATS.
+    Dea(NatsComponentArgs),
     /// Run the HTTP router alone from a YAML config, fed by NATS.
     Router(RouterArgs),
     /// Print benchmark figures (medians and percentiles) for a running or self-started platform.
@@ -55,6 +57,16 @@ struct RouterArgs {
     nats_url: String,
 }
 
+#[derive(clap::Args)]
+struct NatsComponentArgs {
+    /// YAML configuration file (see dea/dea.example.yml).
+    #[arg(long)]
+    config: PathBuf,
+    /// NATS server (credentials in the URL, e.g. nats://TOKEN@host:4222).
+    #[arg(long)]
+    nats_url: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -74,6 +86,7 @@ fn main() -> ExitCode {
             Command::Uaa(args) => run_uaa(args).await,
             Command::CloudController(args) => run_cloud_controller(args).await,
             Command::Router(args) => run_router(args).await,
+            Command::Dea(args) => run_dea(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });
@@ -164,6 +177,19 @@ async fn run_router(args: RouterArgs) -> Result<(), KilnError> {
         .await
         .map_err(|error| KilnError::Config(error.to_string()))?;
     println!("Router listening on http://{}", server.local_addr());
+    up::wait_for_shutdown_signal().await;
+    server.stop().await;
+    bus.stop().await;
+    Ok(())
+}
+
+async fn run_dea(args: NatsComponentArgs) -> Result<(), KilnError> {
+    let config: dea::DeaConfig = read_config(&args.config)?;
+    let bus = nats::Bus::connect(&args.nats_url).await?;
+    let server = dea::run(config, bus.client.clone())
+        .await
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    println!("DEA {} running", server.id());
     up::wait_for_shutdown_signal().await;
     server.stop().await;
     bus.stop().await;

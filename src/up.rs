@@ -77,6 +77,12 @@ pub(crate) struct UpArgs {
     /// bcrypt cost for stored passwords (lower is faster and weaker; 10 is UAA's default).
     #[arg(long, default_value_t = 10)]
     pub(crate) password_hash_cost: u32,
+    /// Do not run a DEA in this process (apps cannot be staged or run then).
+    #[arg(long)]
+    pub(crate) no_dea: bool,
+    /// First and last host port the DEA gives to app instances.
+    #[arg(long, default_value = "61000-61999", value_parser = parse_port_range)]
+    pub(crate) dea_ports: (u16, u16),
     /// Also stop when standard input reaches end of file (used by test harnesses that start
     /// `kiln up` as a child, so it never outlives them).
     #[arg(long, hide = true)]
@@ -103,6 +109,7 @@ pub(crate) struct Platform {
     uaa: uaa::UaaServer,
     cloud_controller: cloud_controller::CcServer,
     router: gorouter::RouterServer,
+    dea: Result<dea::DeaServer, String>,
 }
 
 impl Platform {
@@ -183,6 +190,26 @@ impl Platform {
         };
         let router_url = format!("http://{}", router.local_addr());
 
+        // The DEA needs root and runc; without them the rest of the platform still serves.
+        let dea = if args.no_dea {
+            Err("disabled with --no-dea".to_string())
+        } else {
+            let mut dea_config = dea::DeaConfig::new(
+                data_dir.join("dea"),
+                dea::config::PortRange {
+                    first: args.dea_ports.0,
+                    last: args.dea_ports.1,
+                },
+            );
+            dea_config.host_ip = args.bind.to_string();
+            dea::run(dea_config, bus.client.clone())
+                .await
+                .map_err(|error| error.to_string())
+        };
+        if let Err(reason) = &dea {
+            tracing::warn!(%reason, "no DEA in this process: apps cannot be staged or run");
+        }
+
         Ok(Platform {
             api_url,
             uaa_url,
@@ -193,6 +220,7 @@ impl Platform {
             uaa,
             cloud_controller,
             router,
+            dea,
         })
     }
 
@@ -207,6 +235,9 @@ impl Platform {
 
     /// Stops the components in reverse order of start, then NATS.
     pub(crate) async fn stop(self) {
+        if let Ok(dea) = self.dea {
+            dea.stop().await;
+        }
         self.router.stop().await;
         self.cloud_controller.stop().await;
         self.uaa.stop().await;
@@ -226,6 +257,10 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
         platform.router_url.rsplit(':').next().unwrap_or_default()
     );
     say!("  NATS:  {}", redact_credentials(platform.nats_url()));
+    match &platform.dea {
+        Ok(dea) => say!("  DEA:   {}", dea.id()),
+        Err(reason) => say!("  DEA:   not running ({reason})"),
+    }
     say!("  Data:  {}", args.data_dir.display());
     say!();
     say!("  cf api {}", platform.api_url);
@@ -404,4 +439,22 @@ fn redact_credentials(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("expected FIRST-LAST, got '{text}'"))?;
+    let first: u16 = first
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port '{first}'"))?;
+    let last: u16 = last
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port '{last}'"))?;
+    if first == 0 || first > last {
+        return Err(format!("'{text}' is not a range of ports"));
+    }
+    Ok((first, last))
 }
