@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpResponse, ResponseError};
 use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
+use crate::blobstore::BlobStore;
 use crate::config::CcConfig;
 use crate::db::Db;
 use crate::error::{ApiError, ErrorKind};
@@ -40,11 +41,15 @@ pub struct AppState {
     pub default_stack: String,
     /// Request counters.
     pub metrics: Metrics,
+    /// Package bits, droplets, the resource cache and buildpack caches.
+    pub blobs: BlobStore,
+    /// Limits on uploaded packages.
+    pub package_limits: crate::package_zip::Limits,
 }
 
 impl AppState {
     /// Builds the state from a validated config and an open database.
-    pub fn new(config: &CcConfig, db: Db) -> Result<AppState, crate::CcError> {
+    pub fn new(config: &CcConfig, db: Db, blobs: BlobStore) -> Result<AppState, crate::CcError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
             .build()
@@ -70,6 +75,12 @@ impl AppState {
                 .map(|url| url.trim_end_matches('/').to_owned()),
             default_stack: config.default_stack.clone(),
             metrics: Metrics::default(),
+            blobs,
+            package_limits: crate::package_zip::Limits {
+                max_bytes: config.max_package_bytes,
+                max_entries: config.max_package_entries,
+                max_expansion_ratio: crate::package_zip::MAX_EXPANSION_RATIO,
+            },
         })
     }
 }

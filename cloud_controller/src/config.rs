@@ -28,6 +28,34 @@ pub struct CcConfig {
     /// Number of HTTP worker threads (default: actix's choice, one per core).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Where package bits, droplets, the resource cache and buildpack caches are kept.
+    #[serde(default)]
+    pub blobstore: BlobstoreConfig,
+    /// Largest package: the uploaded zip and the package's total uncompressed contents
+    /// (default 1 GiB).
+    #[serde(default = "default_max_package_bytes")]
+    pub max_package_bytes: u64,
+    /// Most entries in an uploaded package zip (default 100 000).
+    #[serde(default = "default_max_package_entries")]
+    pub max_package_entries: usize,
+}
+
+fn default_max_package_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+fn default_max_package_entries() -> usize {
+    100_000
+}
+
+/// The blob store: a local directory through `object_store`'s `LocalFileSystem`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobstoreConfig {
+    /// Directory holding the blobs. Default with a SQLite database: `blobstore/` beside the
+    /// database file. Required with PostgreSQL (there is no database directory to default to).
+    #[serde(default)]
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 /// How the Cloud Controller reaches UAA.
@@ -88,7 +116,37 @@ impl CcConfig {
             return Err(CcError::Config("workers must be at least 1".into()));
         }
         self.database_target()?;
+        self.blobstore_dir()?;
+        if self.max_package_bytes == 0 || self.max_package_entries == 0 {
+            return Err(CcError::Config(
+                "max_package_bytes and max_package_entries must be at least 1".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The blob store directory: `blobstore.local_dir`, or `blobstore/` beside a SQLite database.
+    pub fn blobstore_dir(&self) -> Result<std::path::PathBuf, CcError> {
+        if let Some(dir) = &self.blobstore.local_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(CcError::Config(
+                    "blobstore.local_dir must not be empty".into(),
+                ));
+            }
+            return Ok(dir.clone());
+        }
+        match self.database_target()? {
+            DatabaseTarget::Sqlite(path) => {
+                let parent = std::path::Path::new(&path)
+                    .parent()
+                    .filter(|parent| !parent.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                Ok(parent.join("blobstore"))
+            }
+            DatabaseTarget::Postgres(_) => Err(CcError::Config(
+                "blobstore.local_dir is required with a PostgreSQL database".into(),
+            )),
+        }
     }
 
     pub(crate) fn database_target(&self) -> Result<DatabaseTarget, CcError> {

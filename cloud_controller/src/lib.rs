@@ -7,11 +7,13 @@
 
 pub mod app;
 pub mod auth;
+pub mod blobstore;
 pub mod body;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod package_zip;
 pub mod permissions;
 pub mod query;
 pub mod store;
@@ -23,7 +25,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, HttpServer};
 
-pub use config::{CcConfig, UaaConfig};
+pub use config::{BlobstoreConfig, CcConfig, UaaConfig};
 
 /// Why the Cloud Controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,8 @@ pub async fn run(config: CcConfig, listener: TcpListener) -> Result<CcServer, Cc
     .map_err(|error| CcError::Database(format!("bootstrap task failed: {error}")))?
     .map_err(|error| CcError::Database(format!("bootstrap: {error} {:?}", error.internal)))?;
 
-    let state = web::Data::new(app::AppState::new(&config, db)?);
+    let blobs = blobstore::BlobStore::local(&config.blobstore_dir()?)?;
+    let state = web::Data::new(app::AppState::new(&config, db, blobs)?);
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
     let mut server = HttpServer::new(move || app::app(state.clone()))

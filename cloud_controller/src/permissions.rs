@@ -83,6 +83,7 @@ impl RoleType {
 #[derive(Debug)]
 pub struct Permissions {
     admin: bool,
+    admin_read_only: bool,
     read_globally: bool,
     user_id: i32,
     org_roles: HashMap<i32, HashSet<RoleType>>,
@@ -96,6 +97,7 @@ impl Permissions {
     pub fn load(conn: &mut DbConn, user: &CurrentUser) -> Result<Permissions, ApiError> {
         let mut permissions = Permissions {
             admin: user.is_admin(),
+            admin_read_only: user.is_admin_read_only(),
             read_globally: user.can_read_globally(),
             user_id: user.user_id,
             org_roles: HashMap::new(),
@@ -171,6 +173,20 @@ impl Permissions {
     /// Admin, org manager, or space manager: may rename the space and manage its roles.
     pub fn can_manage_space(&self, space_id: i32, organization_id: i32) -> bool {
         self.can_write_org(organization_id) || self.has_space_role(space_id, RoleType::SpaceManager)
+    }
+
+    /// Admin or space developer: may create, change and delete apps, processes, packages,
+    /// builds, droplets and routes in the space (CC's `can_write_to_active_space`).
+    pub fn can_write_to_space(&self, space_id: i32) -> bool {
+        self.admin || self.has_space_role(space_id, RoleType::SpaceDeveloper)
+    }
+
+    /// Admin, read-only admin or space developer: may read app environment variables and
+    /// download package bits (CC's `can_read_secrets_in_space`).
+    pub fn can_read_secrets_in_space(&self, space_id: i32) -> bool {
+        self.admin
+            || self.admin_read_only
+            || self.has_space_role(space_id, RoleType::SpaceDeveloper)
     }
 
     /// Whether the caller may see this role.

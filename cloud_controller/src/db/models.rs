@@ -209,3 +209,144 @@ pub struct NewQuota<'a> {
     pub total_private_domains: i32,
     pub log_rate_limit: i64,
 }
+
+/// An app (CC's `apps_v3`). `buildpacks` is a JSON array of names, `environment_variables` a JSON
+/// object of strings.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = apps)]
+pub struct AppRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub space_id: i32,
+    pub state: String,
+    pub lifecycle_type: String,
+    pub buildpacks: String,
+    pub stack: Option<String>,
+    pub environment_variables: String,
+    pub droplet_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new app.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = apps)]
+pub struct NewApp<'a> {
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub space_id: i32,
+    pub state: &'a str,
+    pub lifecycle_type: &'a str,
+    pub buildpacks: &'a str,
+    pub stack: Option<&'a str>,
+    pub environment_variables: &'a str,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+/// A process of an app. `log_rate_limit` is bytes per second, `-1` for unlimited.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = processes)]
+pub struct ProcessRow {
+    pub id: i32,
+    pub guid: String,
+    pub app_id: i32,
+    pub process_type: String,
+    pub command: Option<String>,
+    pub instances: i32,
+    pub memory_in_mb: i32,
+    pub disk_in_mb: i32,
+    pub log_rate_limit: i64,
+    pub health_check_type: String,
+    pub health_check_endpoint: Option<String>,
+    pub health_check_timeout: Option<i32>,
+    pub health_check_invocation_timeout: Option<i32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A package of an app.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = packages)]
+pub struct PackageRow {
+    pub id: i32,
+    pub guid: String,
+    pub app_id: i32,
+    pub package_type: String,
+    pub state: String,
+    pub checksum_sha256: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A build: staging of a package. `buildpacks` is a JSON array.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = builds)]
+pub struct BuildRow {
+    pub id: i32,
+    pub guid: String,
+    pub app_id: i32,
+    pub package_id: i32,
+    pub state: String,
+    pub error: Option<String>,
+    pub buildpacks: String,
+    pub stack: Option<String>,
+    pub staging_memory_in_mb: i32,
+    pub staging_disk_in_mb: i32,
+    pub droplet_guid: Option<String>,
+    pub created_by_guid: String,
+    pub created_by_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A droplet. `buildpacks` is a JSON array of `{name, buildpack_name, detect_output, version}`,
+/// `process_types` a JSON object of type → command.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = droplets)]
+pub struct DropletRow {
+    pub id: i32,
+    pub guid: String,
+    pub app_id: i32,
+    pub package_id: Option<i32>,
+    pub state: String,
+    pub error: Option<String>,
+    pub buildpacks: String,
+    pub stack: Option<String>,
+    pub process_types: String,
+    pub execution_metadata: String,
+    pub checksum_sha256: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An HTTP route; `host` and `path` are empty strings when absent.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = routes)]
+pub struct RouteRow {
+    pub id: i32,
+    pub guid: String,
+    pub host: String,
+    pub path: String,
+    pub domain_id: i32,
+    pub space_id: i32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Where a route sends traffic: an app's process on a port.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = route_destinations)]
+pub struct DestinationRow {
+    pub id: i32,
+    pub guid: String,
+    pub route_id: i32,
+    pub app_id: i32,
+    pub process_type: String,
+    pub port: i32,
+    pub protocol: String,
+    pub created_at: String,
+    pub updated_at: String,
+}

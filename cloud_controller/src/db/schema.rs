@@ -123,7 +123,129 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    apps (id) {
+        id -> Integer,
+        guid -> Text,
+        name -> Text,
+        space_id -> Integer,
+        state -> Text,
+        lifecycle_type -> Text,
+        buildpacks -> Text,
+        stack -> Nullable<Text>,
+        environment_variables -> Text,
+        droplet_guid -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    processes (id) {
+        id -> Integer,
+        guid -> Text,
+        app_id -> Integer,
+        process_type -> Text,
+        command -> Nullable<Text>,
+        instances -> Integer,
+        memory_in_mb -> Integer,
+        disk_in_mb -> Integer,
+        log_rate_limit -> BigInt,
+        health_check_type -> Text,
+        health_check_endpoint -> Nullable<Text>,
+        health_check_timeout -> Nullable<Integer>,
+        health_check_invocation_timeout -> Nullable<Integer>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    packages (id) {
+        id -> Integer,
+        guid -> Text,
+        app_id -> Integer,
+        package_type -> Text,
+        state -> Text,
+        checksum_sha256 -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    builds (id) {
+        id -> Integer,
+        guid -> Text,
+        app_id -> Integer,
+        package_id -> Integer,
+        state -> Text,
+        error -> Nullable<Text>,
+        buildpacks -> Text,
+        stack -> Nullable<Text>,
+        staging_memory_in_mb -> Integer,
+        staging_disk_in_mb -> Integer,
+        droplet_guid -> Nullable<Text>,
+        created_by_guid -> Text,
+        created_by_name -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    droplets (id) {
+        id -> Integer,
+        guid -> Text,
+        app_id -> Integer,
+        package_id -> Nullable<Integer>,
+        state -> Text,
+        error -> Nullable<Text>,
+        buildpacks -> Text,
+        stack -> Nullable<Text>,
+        process_types -> Text,
+        execution_metadata -> Text,
+        checksum_sha256 -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    routes (id) {
+        id -> Integer,
+        guid -> Text,
+        host -> Text,
+        path -> Text,
+        domain_id -> Integer,
+        space_id -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    route_destinations (id) {
+        id -> Integer,
+        guid -> Text,
+        route_id -> Integer,
+        app_id -> Integer,
+        process_type -> Text,
+        port -> Integer,
+        protocol -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
 diesel::joinable!(organizations -> quota_definitions (quota_definition_id));
+diesel::joinable!(route_destinations -> routes (route_id));
+diesel::joinable!(builds -> apps (app_id));
+diesel::joinable!(droplets -> apps (app_id));
+diesel::joinable!(packages -> apps (app_id));
+diesel::joinable!(apps -> spaces (space_id));
+diesel::joinable!(processes -> apps (app_id));
 diesel::joinable!(spaces -> organizations (organization_id));
 diesel::joinable!(roles -> users (user_id));
 
@@ -137,4 +259,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     stacks,
     domains,
     jobs,
+    apps,
+    processes,
+    packages,
+    builds,
+    droplets,
+    routes,
+    route_destinations,
 );

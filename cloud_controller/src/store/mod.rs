@@ -1,10 +1,14 @@
 //! Storage operations over [`DbConn`](crate::db::DbConn): plain functions taking a connection, run
 //! inside [`Db::run`](crate::db::Db::run). Permission checks live in `permissions`, not here.
 
+pub mod apps;
+pub mod builds;
 pub mod jobs;
 pub mod orgs;
+pub mod packages;
 pub mod reference_data;
 pub mod roles;
+pub mod routes;
 pub mod spaces;
 pub mod users;
 

@@ -147,6 +147,16 @@ fn ignore_unique_violation(result: QueryResult<usize>) -> Result<(), ApiError> {
 /// Deletes the organization with its spaces, roles and private domains, in one transaction.
 pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
     conn.write_transaction(|conn| {
+        let space_ids: Vec<i32> = spaces::table
+            .filter(spaces::organization_id.eq(id))
+            .select(spaces::id)
+            .load(conn)?;
+        let domain_ids: Vec<i32> = domains::table
+            .filter(domains::owning_organization_id.eq(id))
+            .select(domains::id)
+            .load(conn)?;
+        super::routes::delete_in_spaces_and_domains(conn, &space_ids, &domain_ids)?;
+        super::apps::delete_in_spaces(conn, &space_ids)?;
         diesel::delete(roles::table.filter(roles::organization_id.eq(id))).execute(conn)?;
         diesel::delete(spaces::table.filter(spaces::organization_id.eq(id))).execute(conn)?;
         diesel::delete(domains::table.filter(domains::owning_organization_id.eq(id)))

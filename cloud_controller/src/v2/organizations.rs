@@ -266,6 +266,11 @@ async fn delete(
                     &["spaces", "organization"],
                 ));
             }
+            let space_ids: Vec<i32> = store::spaces::list_in_org(conn, org.id)?
+                .iter()
+                .map(|space| space.id)
+                .collect();
+            let blobs = store::apps::blob_keys_in_spaces(conn, &space_ids)?;
             let job_guid = store::jobs::run_now(
                 conn,
                 "organization.delete",
@@ -273,9 +278,11 @@ async fn delete(
                 &org.guid,
                 |conn| store::orgs::delete_cascade(conn, org.id),
             )?;
-            store::jobs::find(conn, &job_guid)
+            Ok((store::jobs::find(conn, &job_guid)?, blobs))
         })
         .await?;
+    let (job, blobs) = job;
+    state.blobs.delete_all(blobs).await;
     if asynchronous {
         Ok(HttpResponse::Accepted().json(super::jobs::render(job.as_ref())))
     } else {

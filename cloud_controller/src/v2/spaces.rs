@@ -241,13 +241,16 @@ async fn delete(
             if !permissions.can_write_org(org.id) {
                 return Err(ApiError::forbidden());
             }
+            let blobs = store::apps::blob_keys_in_spaces(conn, &[space.id])?;
             let job_guid =
                 store::jobs::run_now(conn, "space.delete", "space", &space.guid, |conn| {
                     store::spaces::delete_cascade(conn, space.id)
                 })?;
-            store::jobs::find(conn, &job_guid)
+            Ok((store::jobs::find(conn, &job_guid)?, blobs))
         })
         .await?;
+    let (job, blobs) = job;
+    state.blobs.delete_all(blobs).await;
     if asynchronous {
         Ok(HttpResponse::Accepted().json(super::jobs::render(job.as_ref())))
     } else {

@@ -1,14 +1,20 @@
 //! The CC API v3: one module per resource, each with its own `configure`.
 
+pub mod apps;
+pub mod builds;
 pub mod domains;
+pub mod droplets;
 pub mod feature_flags;
 pub mod jobs;
 pub mod organizations;
+pub mod packages;
 pub mod placeholders;
 pub mod present;
+pub mod processes;
 pub mod quotas;
 pub mod roles;
 pub mod root;
+pub mod routes;
 pub mod spaces;
 pub mod stacks;
 pub mod users;
@@ -27,6 +33,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
     domains::configure(config);
     quotas::configure(config);
     jobs::configure(config);
+    apps::configure(config);
+    processes::configure(config);
+    packages::configure(config);
+    builds::configure(config);
+    droplets::configure(config);
+    routes::configure(config);
     placeholders::configure(config);
 }
 

@@ -250,15 +250,23 @@ async fn delete(
             if !permissions.can_write_globally() {
                 return Err(ApiError::forbidden());
             }
-            store::jobs::run_now(
+            let space_ids: Vec<i32> = store::spaces::list_in_org(conn, org.id)?
+                .iter()
+                .map(|space| space.id)
+                .collect();
+            let blobs = store::apps::blob_keys_in_spaces(conn, &space_ids)?;
+            let job = store::jobs::run_now(
                 conn,
                 "organization.delete",
                 "organization",
                 &org.guid,
                 |conn| store::orgs::delete_cascade(conn, org.id),
-            )
+            )?;
+            Ok((job, blobs))
         })
         .await?;
+    let (job_guid, blobs) = job_guid;
+    state.blobs.delete_all(blobs).await;
     Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
 }
 

@@ -1,4 +1,4 @@
-//! Resources `cf org` and `cf space` read that Kiln does not have yet: apps, service instances,
+//! Resources `cf org` and `cf space` read that Kiln does not have yet: service instances,
 //! isolation segments, security groups and space quotas. Lists answer an honest empty page with
 //! the right shape (after validating the query and, where a space is named, its visibility);
 //! single resources answer 404.
@@ -15,7 +15,6 @@ use crate::v3::spaces::visible_space;
 /// Registers the placeholder routes.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(resource("/v3/apps").route(web::get().to(apps)))
         .service(resource("/v3/service_instances").route(web::get().to(service_instances)))
         .service(resource("/v3/isolation_segments").route(web::get().to(isolation_segments)))
         .service(resource("/v3/isolation_segments/{guid}").route(web::get().to(isolation_segment)))
@@ -35,28 +34,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
 fn empty(state: &AppState, query: &ListQuery, path: &str) -> HttpResponse {
     let (_, pagination) = query.page_of(Vec::<()>::new(), &state.external_url, path);
     HttpResponse::Ok().json(list_body(pagination, Vec::new(), None))
-}
-
-async fn apps(
-    state: web::Data<AppState>,
-    _user: CurrentUser,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let query = ListQuery::parse(
-        &request,
-        &[
-            "names",
-            "guids",
-            "space_guids",
-            "organization_guids",
-            "stacks",
-            "include",
-            "lifecycle_type",
-            "label_selector",
-        ],
-        &[SortKey::Name],
-    )?;
-    Ok(empty(&state, &query, "/v3/apps"))
 }
 
 async fn service_instances(

@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 use crate::db::models::{
-    DomainRow, FeatureFlagRow, JobRow, OrgRow, QuotaRow, RoleRow, SpaceRow, StackRow, UserRow,
+    AppRow, BuildRow, DestinationRow, DomainRow, DropletRow, FeatureFlagRow, JobRow, OrgRow,
+    PackageRow, ProcessRow, QuotaRow, RoleRow, RouteRow, SpaceRow, StackRow, UserRow,
 };
 
 fn empty_metadata() -> Value {
@@ -229,5 +230,267 @@ pub fn job(base: &str, job: &JobRow) -> Value {
         "errors": if job.state == crate::store::jobs::COMPLETE { json!([]) } else { errors },
         "warnings": warnings,
         "links": links,
+    })
+}
+
+/// An app; `space_guid` is its space's GUID.
+pub fn app(base: &str, app: &AppRow, space_guid: &str) -> Value {
+    let buildpacks: Value = serde_json::from_str(&app.buildpacks).unwrap_or_else(|_| json!([]));
+    let guid = &app.guid;
+    let href = |suffix: &str| json!({"href": format!("{base}/v3/apps/{guid}{suffix}")});
+    let action = |name: &str| json!({"href": format!("{base}/v3/apps/{guid}/actions/{name}"), "method": "POST"});
+    json!({
+        "guid": guid,
+        "created_at": app.created_at,
+        "updated_at": app.updated_at,
+        "name": app.name,
+        "state": app.state,
+        "lifecycle": {
+            "type": app.lifecycle_type,
+            "data": {"buildpacks": buildpacks, "stack": app.stack},
+        },
+        "relationships": {
+            "space": {"data": {"guid": space_guid}},
+            "current_droplet": {"data": app.droplet_guid.as_ref().map(|guid| json!({"guid": guid}))},
+        },
+        "metadata": empty_metadata(),
+        "links": {
+            "self": href(""),
+            "environment_variables": href("/environment_variables"),
+            "space": {"href": format!("{base}/v3/spaces/{space_guid}")},
+            "processes": href("/processes"),
+            "packages": href("/packages"),
+            "current_droplet": href("/droplets/current"),
+            "droplets": href("/droplets"),
+            "tasks": href("/tasks"),
+            "start": action("start"),
+            "stop": action("stop"),
+            "clear_buildpack_cache": action("clear_buildpack_cache"),
+            "revisions": href("/revisions"),
+            "deployed_revisions": href("/revisions/deployed"),
+            "features": href("/features"),
+        },
+    })
+}
+
+/// How a process's start command is shown (CC hides it in lists, and from callers who may not
+/// read the space's secrets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandView {
+    /// As stored.
+    Shown,
+    /// `[PRIVATE DATA HIDDEN IN LISTS]`.
+    List,
+    /// `[PRIVATE DATA HIDDEN]`.
+    Hidden,
+}
+
+/// A process.
+pub fn process(
+    base: &str,
+    process: &ProcessRow,
+    app_guid: &str,
+    space_guid: &str,
+    view: CommandView,
+) -> Value {
+    let guid = &process.guid;
+    let command = match (&process.command, view) {
+        (Some(_), CommandView::List) => json!("[PRIVATE DATA HIDDEN IN LISTS]"),
+        (Some(_), CommandView::Hidden) => json!("[PRIVATE DATA HIDDEN]"),
+        (command, _) => json!(command),
+    };
+    let mut health_data = json!({
+        "timeout": process.health_check_timeout,
+        "invocation_timeout": process.health_check_invocation_timeout,
+    });
+    if process.health_check_type == "http" {
+        health_data["endpoint"] = json!(process.health_check_endpoint);
+    }
+    json!({
+        "guid": guid,
+        "created_at": process.created_at,
+        "updated_at": process.updated_at,
+        "type": process.process_type,
+        "command": command,
+        "instances": process.instances,
+        "memory_in_mb": process.memory_in_mb,
+        "disk_in_mb": process.disk_in_mb,
+        "log_rate_limit_in_bytes_per_second": process.log_rate_limit,
+        "health_check": {"type": process.health_check_type, "data": health_data},
+        "readiness_health_check": {"type": "process", "data": {"invocation_timeout": null, "interval": null}},
+        "relationships": {
+            "app": {"data": {"guid": app_guid}},
+            "revision": {"data": null},
+        },
+        "metadata": empty_metadata(),
+        "links": {
+            "self": {"href": format!("{base}/v3/processes/{guid}")},
+            "scale": {"href": format!("{base}/v3/processes/{guid}/actions/scale"), "method": "POST"},
+            "app": {"href": format!("{base}/v3/apps/{app_guid}")},
+            "space": {"href": format!("{base}/v3/spaces/{space_guid}")},
+            "stats": {"href": format!("{base}/v3/processes/{guid}/stats")},
+        },
+    })
+}
+
+/// Stats of one instance that is not running (CC's answer for a stopped app or an instance
+/// no DEA has reported): state DOWN, zero usage, uptime 0, the process's quotas.
+pub fn down_instance_stats(process: &ProcessRow, index: i32, time: &str) -> Value {
+    let megabytes = |value: i32| i64::from(value.max(0)) * 1024 * 1024;
+    json!({
+        "type": process.process_type,
+        "index": index,
+        "state": "DOWN",
+        "routable": null,
+        "usage": {"time": time, "cpu": 0.0, "cpu_entitlement": 0.0, "mem": 0, "disk": 0, "log_rate": 0},
+        "host": "",
+        "instance_ports": [],
+        "uptime": 0,
+        "mem_quota": megabytes(process.memory_in_mb),
+        "disk_quota": megabytes(process.disk_in_mb),
+        "fds_quota": 16384,
+        "log_rate_limit": process.log_rate_limit,
+        "isolation_segment": null,
+        "details": null,
+    })
+}
+
+/// A package.
+pub fn package(base: &str, package: &PackageRow, app_guid: &str) -> Value {
+    let guid = &package.guid;
+    json!({
+        "guid": guid,
+        "created_at": package.created_at,
+        "updated_at": package.updated_at,
+        "type": package.package_type,
+        "data": {
+            "checksum": {"type": "sha256", "value": package.checksum_sha256},
+            "error": package.error,
+        },
+        "state": package.state,
+        "relationships": {"app": {"data": {"guid": app_guid}}},
+        "metadata": empty_metadata(),
+        "links": {
+            "self": {"href": format!("{base}/v3/packages/{guid}")},
+            "upload": {"href": format!("{base}/v3/packages/{guid}/upload"), "method": "POST"},
+            "download": {"href": format!("{base}/v3/packages/{guid}/download"), "method": "GET"},
+            "app": {"href": format!("{base}/v3/apps/{app_guid}")},
+        },
+    })
+}
+
+/// A build.
+pub fn build(base: &str, build: &BuildRow, app_guid: &str, package_guid: &str) -> Value {
+    let buildpacks: Value = serde_json::from_str(&build.buildpacks).unwrap_or_else(|_| json!([]));
+    json!({
+        "guid": build.guid,
+        "created_at": build.created_at,
+        "updated_at": build.updated_at,
+        "created_by": {"guid": build.created_by_guid, "name": build.created_by_name, "email": ""},
+        "state": build.state,
+        "staging_memory_in_mb": build.staging_memory_in_mb,
+        "staging_disk_in_mb": build.staging_disk_in_mb,
+        "staging_log_rate_limit_bytes_per_second": -1,
+        "error": build.error,
+        "lifecycle": {"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": build.stack}},
+        "package": {"guid": package_guid},
+        "droplet": build.droplet_guid.as_ref().map(|guid| json!({"guid": guid})),
+        "relationships": {"app": {"data": {"guid": app_guid}}},
+        "metadata": empty_metadata(),
+        "links": {
+            "self": {"href": format!("{base}/v3/builds/{}", build.guid)},
+            "app": {"href": format!("{base}/v3/apps/{app_guid}")},
+        },
+    })
+}
+
+/// A droplet.
+pub fn droplet(
+    base: &str,
+    droplet: &DropletRow,
+    app_guid: &str,
+    package_guid: Option<&str>,
+) -> Value {
+    let guid = &droplet.guid;
+    let parse = |text: &str, fallback: Value| serde_json::from_str(text).unwrap_or(fallback);
+    let mut links = json!({
+        "self": {"href": format!("{base}/v3/droplets/{guid}")},
+        "app": {"href": format!("{base}/v3/apps/{app_guid}")},
+        "assign_current_droplet": {"href": format!("{base}/v3/apps/{app_guid}/relationships/current_droplet"), "method": "PATCH"},
+        "download": {"href": format!("{base}/v3/droplets/{guid}/download")},
+    });
+    if let Some(package_guid) = package_guid {
+        links["package"] = json!({"href": format!("{base}/v3/packages/{package_guid}")});
+    }
+    json!({
+        "guid": guid,
+        "created_at": droplet.created_at,
+        "updated_at": droplet.updated_at,
+        "state": droplet.state,
+        "error": droplet.error,
+        "lifecycle": {"type": "buildpack", "data": {}},
+        "execution_metadata": droplet.execution_metadata,
+        "process_types": parse(&droplet.process_types, json!({})),
+        "checksum": droplet.checksum_sha256.as_ref().map(|value| json!({"type": "sha256", "value": value})),
+        "buildpacks": parse(&droplet.buildpacks, json!([])),
+        "stack": droplet.stack,
+        "image": null,
+        "relationships": {"app": {"data": {"guid": app_guid}}},
+        "metadata": empty_metadata(),
+        "links": links,
+    })
+}
+
+/// A route's URL as the CLI requires it: `host.domain/path`, or `domain/path` without a host.
+pub fn route_url(host: &str, domain: &str, path: &str) -> String {
+    if host.is_empty() {
+        format!("{domain}{path}")
+    } else {
+        format!("{host}.{domain}{path}")
+    }
+}
+
+/// One route destination; `app_guid` is its app's GUID.
+pub fn destination(destination: &DestinationRow, app_guid: &str) -> Value {
+    json!({
+        "guid": destination.guid,
+        "app": {"guid": app_guid, "process": {"type": destination.process_type}},
+        "weight": null,
+        "port": destination.port,
+        "protocol": destination.protocol,
+    })
+}
+
+/// A route with its destinations (already rendered).
+pub fn route(
+    base: &str,
+    route: &RouteRow,
+    domain: &DomainRow,
+    space_guid: &str,
+    destinations: Vec<Value>,
+) -> Value {
+    let guid = &route.guid;
+    json!({
+        "guid": guid,
+        "created_at": route.created_at,
+        "updated_at": route.updated_at,
+        "protocol": "http",
+        "host": route.host,
+        "path": route.path,
+        "port": null,
+        "url": route_url(&route.host, &domain.name, &route.path),
+        "destinations": destinations,
+        "options": {},
+        "metadata": empty_metadata(),
+        "relationships": {
+            "space": {"data": {"guid": space_guid}},
+            "domain": {"data": {"guid": domain.guid}},
+        },
+        "links": {
+            "self": {"href": format!("{base}/v3/routes/{guid}")},
+            "space": {"href": format!("{base}/v3/spaces/{space_guid}")},
+            "domain": {"href": format!("{base}/v3/domains/{}", domain.guid)},
+            "destinations": {"href": format!("{base}/v3/routes/{guid}/destinations")},
+        },
     })
 }

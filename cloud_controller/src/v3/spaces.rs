@@ -227,11 +227,15 @@ async fn delete(
             if !permissions.can_write_org(org.id) {
                 return Err(ApiError::forbidden());
             }
-            store::jobs::run_now(conn, "space.delete", "space", &space.guid, |conn| {
+            let blobs = store::apps::blob_keys_in_spaces(conn, &[space.id])?;
+            let job = store::jobs::run_now(conn, "space.delete", "space", &space.guid, |conn| {
                 store::spaces::delete_cascade(conn, space.id)
-            })
+            })?;
+            Ok((job, blobs))
         })
         .await?;
+    let (job_guid, blobs) = job_guid;
+    state.blobs.delete_all(blobs).await;
     Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
 }
 

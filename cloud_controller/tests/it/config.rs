@@ -9,6 +9,29 @@ fn example_config_parses_and_validates() {
     config.validate().expect("example config is valid");
     assert_eq!(config.apps_domain, "apps.localhost");
     assert_eq!(config.uaa.client_id, "cloud_controller_username_lookup");
+    assert_eq!(
+        config.blobstore_dir().unwrap(),
+        std::path::PathBuf::from(".kiln/blobstore")
+    );
+}
+
+#[test]
+fn blobstore_defaults_beside_a_sqlite_database_and_is_required_with_postgres() {
+    let sqlite = "external_url: http://a\ndatabase_url: sqlite:///var/kiln/cc.db\nuaa: {url: http://u, client_id: c, client_secret: s}\n";
+    let config: CcConfig = serde_yaml::from_str(sqlite).unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config.blobstore_dir().unwrap(),
+        std::path::PathBuf::from("/var/kiln/blobstore")
+    );
+    let postgres = "external_url: http://a\ndatabase_url: postgres://k@h/db\nuaa: {url: http://u, client_id: c, client_secret: s}\n";
+    let config: CcConfig = serde_yaml::from_str(postgres).unwrap();
+    assert!(config.validate().is_err());
+    let with_dir = format!("{postgres}blobstore: {{local_dir: /srv/blobs}}\n");
+    let config: CcConfig = serde_yaml::from_str(&with_dir).unwrap();
+    config.validate().unwrap();
+    let unknown = format!("{postgres}blobstore: {{bucket: x}}\n");
+    assert!(serde_yaml::from_str::<CcConfig>(&unknown).is_err());
 }
 
 #[test]

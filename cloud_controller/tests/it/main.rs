@@ -4,11 +4,15 @@
 
 mod support;
 
+mod apps;
 mod auth;
+mod builds_droplets;
 mod config;
 mod orgs_spaces;
+mod packages;
 mod persistence;
 mod roles;
 mod root;
+mod routes;
 mod v2;
 mod with_uaa;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use cloud_controller::{CcConfig, CcServer, UaaConfig};
+use cloud_controller::{BlobstoreConfig, CcConfig, CcServer, UaaConfig};
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde_json::{json, Value};
@@ -54,6 +54,7 @@ impl Drop for TestDatabase {
                 let _ = connection
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
+            let _ = std::fs::remove_dir_all(postgres_blob_dir(name));
         }
     }
 }
@@ -291,7 +292,41 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         default_stack: "kiln-host".to_owned(),
         log_cache_url: None,
         workers: Some(1),
+        blobstore: BlobstoreConfig {
+            // SQLite: the default, beside the database in the test's tempdir.
+            local_dir: postgres_database_name(database_url).map(|name| postgres_blob_dir(&name)),
+        },
+        max_package_bytes: 1024 * 1024,
+        max_package_entries: 50,
     }
+}
+
+/// Where the CC under test keeps its blobs for this database.
+pub(crate) fn blob_dir(database: &TestDatabase) -> std::path::PathBuf {
+    match database {
+        TestDatabase::Sqlite { url, .. } => {
+            std::path::Path::new(url.trim_start_matches("sqlite://"))
+                .parent()
+                .unwrap()
+                .join("blobstore")
+        }
+        TestDatabase::Postgres { name, .. } => postgres_blob_dir(name),
+    }
+}
+
+/// The test database's name when `database_url` is a PostgreSQL URL.
+fn postgres_database_name(database_url: &str) -> Option<String> {
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    url::Url::parse(database_url)
+        .ok()
+        .map(|url| url.path().trim_start_matches('/').to_owned())
+}
+
+/// The blob directory of a PostgreSQL test database (removed with the database).
+fn postgres_blob_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join("kiln-cc-test-blobs").join(name)
 }
 
 /// Binds a port and starts a CC on it.

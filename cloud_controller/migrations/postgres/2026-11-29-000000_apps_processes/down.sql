@@ -1,0 +1,2 @@
+DROP TABLE processes;
+DROP TABLE apps;

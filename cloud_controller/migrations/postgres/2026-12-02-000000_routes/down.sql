@@ -1,0 +1,2 @@
+DROP TABLE route_destinations;
+DROP TABLE routes;

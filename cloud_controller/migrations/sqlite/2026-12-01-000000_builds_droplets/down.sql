@@ -1,0 +1,2 @@
+DROP TABLE droplets;
+DROP TABLE builds;

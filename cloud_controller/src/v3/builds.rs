@@ -1,0 +1,122 @@
+//! `/v3/builds`: create and get. A build is recorded STAGING with the app's lifecycle and the
+//! web process's memory and disk; it stays STAGING until staging over NATS is wired to the DEA
+//! (nothing here pretends it staged).
+
+use actix_web::{web, HttpResponse};
+use serde_json::Value;
+
+use crate::app::{resource, AppState};
+use crate::auth::CurrentUser;
+use crate::body;
+use crate::error::{ApiError, ErrorKind};
+use crate::permissions::Permissions;
+use crate::store;
+use crate::store::builds::NewBuild;
+use crate::v3::present;
+
+/// Registers the build routes.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/v3/builds").route(web::post().to(create)))
+        .service(resource("/v3/builds/{guid}").route(web::get().to(get)));
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = body::object(
+        &payload,
+        &["package", "staging_memory_in_mb", "staging_disk_in_mb"],
+    )?;
+    let package_guid = object
+        .get("package")
+        .and_then(|package| package.get("guid"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::unprocessable("Package guid must be a string"))?
+        .to_owned();
+    let positive = |field: &str, label: &str| -> Result<Option<i32>, ApiError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_i64()
+                .and_then(|value| i32::try_from(value).ok())
+                .filter(|value| *value > 0)
+                .map(Some)
+                .ok_or_else(|| ApiError::unprocessable(format!("{label} must be greater than 0"))),
+        }
+    };
+    let memory = positive("staging_memory_in_mb", "Staging memory in mb")?;
+    let disk = positive("staging_disk_in_mb", "Staging disk in mb")?;
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let invalid = || {
+                ApiError::unprocessable("Unable to use package. Ensure that the package exists and you have access to it.")
+            };
+            let package = store::packages::find(conn, &package_guid)?.ok_or_else(invalid)?;
+            let app = store::apps::find_by_id(conn, package.app_id)?.ok_or_else(invalid)?;
+            let space = store::spaces::find_by_id(conn, app.space_id)?.ok_or_else(invalid)?;
+            if !permissions.can_read_space(space.id, space.organization_id) {
+                return Err(invalid());
+            }
+            if !permissions.can_write_to_space(space.id) {
+                return Err(ApiError::forbidden());
+            }
+            if package.state != store::packages::READY {
+                return Err(ApiError::with_args(
+                    ErrorKind::BadRequest,
+                    &["Cannot stage package whose state is not ready."],
+                ));
+            }
+            let web = store::apps::find_process_of_type(conn, app.id, "web")?;
+            let default_memory = web.as_ref().map_or(1024, |web| web.memory_in_mb);
+            let default_disk = web.as_ref().map_or(1024, |web| web.disk_in_mb);
+            let build = store::builds::create_build(
+                conn,
+                &NewBuild {
+                    app_id: app.id,
+                    package_id: package.id,
+                    buildpacks: &app.buildpacks,
+                    stack: app.stack.as_deref(),
+                    staging_memory_in_mb: memory.unwrap_or(default_memory),
+                    staging_disk_in_mb: disk.unwrap_or(default_disk),
+                    created_by_guid: &user.guid,
+                    created_by_name: user.presentation_name(),
+                },
+            )?;
+            Ok(present::build(&base, &build, &app.guid, &package.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let base = state.external_url.clone();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let not_found = || ApiError::not_found("Build");
+            let build = store::builds::find_build(conn, &guid)?.ok_or_else(not_found)?;
+            let app = store::apps::find_by_id(conn, build.app_id)?.ok_or_else(not_found)?;
+            let space = store::spaces::find_by_id(conn, app.space_id)?.ok_or_else(not_found)?;
+            if !permissions.can_read_space(space.id, space.organization_id) {
+                return Err(not_found());
+            }
+            let package_guid = store::packages::find_by_id(conn, build.package_id)?
+                .map(|package| package.guid)
+                .unwrap_or_default();
+            Ok(present::build(&base, &build, &app.guid, &package_guid))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
