@@ -45,11 +45,18 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// Limits on uploaded packages.
     pub package_limits: crate::package_zip::Limits,
+    /// Staging on DEAs, and the internal API credentials.
+    pub stager: std::sync::Arc<crate::staging::Stager>,
 }
 
 impl AppState {
     /// Builds the state from a validated config and an open database.
-    pub fn new(config: &CcConfig, db: Db, blobs: BlobStore) -> Result<AppState, crate::CcError> {
+    pub fn new(
+        config: &CcConfig,
+        db: Db,
+        blobs: BlobStore,
+        stager: std::sync::Arc<crate::staging::Stager>,
+    ) -> Result<AppState, crate::CcError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
             .build()
@@ -81,6 +88,7 @@ impl AppState {
                 max_entries: config.max_package_entries,
                 max_expansion_ratio: crate::package_zip::MAX_EXPANSION_RATIO,
             },
+            stager,
         })
     }
 }
@@ -126,6 +134,7 @@ pub fn app(
         .wrap(from_fn(request_middleware))
         .configure(crate::v3::configure)
         .configure(crate::v2::configure)
+        .configure(crate::internal::configure)
         .default_service(web::to(unknown_request))
 }
 

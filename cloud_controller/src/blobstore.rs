@@ -23,6 +23,8 @@ pub enum BlobKey {
     Resource(String),
     /// `buildpack_cache/<app guid>`: the app's buildpack cache.
     BuildpackCache(String),
+    /// `buildpacks/<buildpack guid>`: an admin buildpack zip.
+    Buildpack(String),
 }
 
 impl BlobKey {
@@ -33,6 +35,7 @@ impl BlobKey {
             BlobKey::Package(guid) => ("packages", guid, is_guid(guid)),
             BlobKey::Droplet(guid) => ("droplets", guid, is_guid(guid)),
             BlobKey::BuildpackCache(guid) => ("buildpack_cache", guid, is_guid(guid)),
+            BlobKey::Buildpack(guid) => ("buildpacks", guid, is_guid(guid)),
             BlobKey::Resource(sha1) => ("resources", sha1, is_sha1(sha1)),
         };
         valid.then(|| Path::from(format!("{folder}/{id}")))
@@ -101,6 +104,21 @@ impl BlobStore {
         Ok(())
     }
 
+    /// A writer that streams a new blob under `key` in parts; nothing is visible under `key`
+    /// until [`BlobWriter::finish`].
+    pub async fn writer(&self, key: &BlobKey) -> Result<BlobWriter, ApiError> {
+        let path = key_path(key)?;
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|error| ApiError::internal(format!("blobstore put {path}: {error}")))?;
+        Ok(BlobWriter {
+            path,
+            inner: object_store::WriteMultipart::new(upload),
+        })
+    }
+
     /// The blob under `key`, or `None`.
     pub async fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, ApiError> {
         let path = key_path(key)?;
@@ -136,6 +154,40 @@ impl BlobStore {
             Err(error) => Err(ApiError::internal(format!(
                 "blobstore delete {path}: {error}"
             ))),
+        }
+    }
+}
+
+/// A blob being written in parts (see [`BlobStore::writer`]).
+pub struct BlobWriter {
+    path: Path,
+    inner: object_store::WriteMultipart,
+}
+
+impl BlobWriter {
+    /// Appends `bytes`, waiting while too many parts are in flight.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        self.inner.wait_for_capacity(4).await.map_err(|error| {
+            ApiError::internal(format!("blobstore write {}: {error}", self.path))
+        })?;
+        self.inner.write(bytes);
+        Ok(())
+    }
+
+    /// Completes the blob.
+    pub async fn finish(self) -> Result<(), ApiError> {
+        let path = self.path;
+        self.inner
+            .finish()
+            .await
+            .map_err(|error| ApiError::internal(format!("blobstore finish {path}: {error}")))?;
+        Ok(())
+    }
+
+    /// Gives up: nothing is stored.
+    pub async fn abort(self) {
+        if let Err(error) = self.inner.abort().await {
+            tracing::warn!(%error, "aborting a blob upload failed");
         }
     }
 }

@@ -38,6 +38,35 @@ pub struct CcConfig {
     /// Most entries in an uploaded package zip (default 100 000).
     #[serde(default = "default_max_package_entries")]
     pub max_package_entries: usize,
+    /// Basic-auth credentials DEAs use on `/internal/...` (package and buildpack downloads,
+    /// droplet uploads); they travel in the userinfo of the URIs sent in staging requests.
+    /// Default: random credentials for this process.
+    #[serde(default)]
+    pub internal_api: Option<InternalApiConfig>,
+    /// A directory of buildpack directories (`staticfile_buildpack`, `binary_buildpack`, …)
+    /// zipped into the blob store and registered as admin buildpacks at start.
+    #[serde(default)]
+    pub system_buildpacks_dir: Option<std::path::PathBuf>,
+}
+
+/// Credentials of the internal API.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalApiConfig {
+    /// Basic-auth user name.
+    pub username: String,
+    /// Basic-auth password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for InternalApiConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("InternalApiConfig")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 fn default_max_package_bytes() -> u64 {
@@ -117,6 +146,18 @@ impl CcConfig {
         }
         self.database_target()?;
         self.blobstore_dir()?;
+        if let Some(internal) = &self.internal_api {
+            if internal.username.is_empty() || internal.username.contains(':') {
+                return Err(CcError::Config(
+                    "internal_api.username must be non-empty and contain no ':'".into(),
+                ));
+            }
+            if internal.password.is_empty() {
+                return Err(CcError::Config(
+                    "internal_api.password must not be empty".into(),
+                ));
+            }
+        }
         if self.max_package_bytes == 0 || self.max_package_entries == 0 {
             return Err(CcError::Config(
                 "max_package_bytes and max_package_entries must be at least 1".into(),

@@ -12,11 +12,14 @@ pub mod body;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod internal;
 pub mod metrics;
 pub mod package_zip;
 pub mod permissions;
 pub mod query;
+pub mod staging;
 pub mod store;
+pub mod system_buildpacks;
 pub mod uaa_client;
 pub mod v2;
 pub mod v3;
@@ -25,7 +28,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, HttpServer};
 
-pub use config::{BlobstoreConfig, CcConfig, UaaConfig};
+pub use config::{BlobstoreConfig, CcConfig, InternalApiConfig, UaaConfig};
 
 /// Why the Cloud Controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,7 @@ pub struct CcServer {
     local_addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stager: std::sync::Arc<staging::Stager>,
 }
 
 impl CcServer {
@@ -57,6 +61,7 @@ impl CcServer {
     /// Stops accepting, drains in-flight requests and waits for the workers to end.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        self.stager.shutdown();
         match self.task.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cloud controller server ended with an error"),
@@ -65,8 +70,19 @@ impl CcServer {
     }
 }
 
-/// Validates the config, opens/migrates/seeds the database and starts serving on `listener`.
+/// Validates the config, opens/migrates/seeds the database and starts serving on `listener`,
+/// without NATS: every build fails with "no available stagers".
 pub async fn run(config: CcConfig, listener: TcpListener) -> Result<CcServer, CcError> {
+    run_with_nats(config, listener, None).await
+}
+
+/// Like [`run`]; with a NATS client the Cloud Controller follows `dea.advertise` and stages
+/// builds on DEAs (`staging.<dea-id>.start`).
+pub async fn run_with_nats(
+    config: CcConfig,
+    listener: TcpListener,
+    nats: Option<async_nats::Client>,
+) -> Result<CcServer, CcError> {
     config.validate()?;
     let target = config.database_target()?;
     let db = tokio::task::spawn_blocking(move || db::Db::open(target))
@@ -91,7 +107,19 @@ pub async fn run(config: CcConfig, listener: TcpListener) -> Result<CcServer, Cc
     .map_err(|error| CcError::Database(format!("bootstrap: {error} {:?}", error.internal)))?;
 
     let blobs = blobstore::BlobStore::local(&config.blobstore_dir()?)?;
-    let state = web::Data::new(app::AppState::new(&config, db, blobs)?);
+    if let Some(dir) = &config.system_buildpacks_dir {
+        system_buildpacks::install(dir, &db, &blobs).await?;
+    }
+    let credentials = match &config.internal_api {
+        Some(internal) => staging::InternalCredentials {
+            username: internal.username.clone(),
+            password: internal.password.clone(),
+        },
+        None => staging::InternalCredentials::random(),
+    };
+    let stager = staging::Stager::start(nats, credentials, config.external_base()).await?;
+    stager.sweep_expired(db.clone());
+    let state = web::Data::new(app::AppState::new(&config, db, blobs, stager.clone())?);
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
     let mut server = HttpServer::new(move || app::app(state.clone()))
@@ -109,5 +137,6 @@ pub async fn run(config: CcConfig, listener: TcpListener) -> Result<CcServer, Cc
         local_addr,
         handle,
         task,
+        stager,
     })
 }

@@ -320,6 +320,25 @@ pub struct DropletRow {
     pub checksum_sha256: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// SHA-1 of the droplet tarball.
+    pub droplet_hash: Option<String>,
+}
+
+/// An admin buildpack; its zip is in the blob store under `buildpacks/<guid>`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = buildpacks)]
+pub struct BuildpackRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub stack: Option<String>,
+    pub position: i32,
+    pub enabled: bool,
+    pub locked: bool,
+    pub filename: Option<String>,
+    pub key: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 /// An HTTP route; `host` and `path` are empty strings when absent.

@@ -209,6 +209,23 @@ diesel::table! {
         checksum_sha256 -> Nullable<Text>,
         created_at -> Text,
         updated_at -> Text,
+        droplet_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    buildpacks (id) {
+        id -> Integer,
+        guid -> Text,
+        name -> Text,
+        stack -> Nullable<Text>,
+        position -> Integer,
+        enabled -> Bool,
+        locked -> Bool,
+        filename -> Nullable<Text>,
+        key -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
     }
 }
 
@@ -250,6 +267,7 @@ diesel::joinable!(spaces -> organizations (organization_id));
 diesel::joinable!(roles -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    buildpacks,
     quota_definitions,
     organizations,
     spaces,

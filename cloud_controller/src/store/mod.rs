@@ -2,6 +2,7 @@
 //! inside [`Db::run`](crate::db::Db::run). Permission checks live in `permissions`, not here.
 
 pub mod apps;
+pub mod buildpacks;
 pub mod builds;
 pub mod jobs;
 pub mod orgs;

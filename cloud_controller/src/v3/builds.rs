@@ -1,6 +1,6 @@
 //! `/v3/builds`: create and get. A build is recorded STAGING with the app's lifecycle and the
-//! web process's memory and disk; it stays STAGING until staging over NATS is wired to the DEA
-//! (nothing here pretends it staged).
+//! web process's memory and disk, then handed to [`crate::staging::Stager`], which stages it on
+//! a DEA in the background and moves it to STAGED or FAILED.
 
 use actix_web::{web, HttpResponse};
 use serde_json::Value;
@@ -10,6 +10,7 @@ use crate::auth::CurrentUser;
 use crate::body;
 use crate::error::{ApiError, ErrorKind};
 use crate::permissions::Permissions;
+use crate::staging::StagingJob;
 use crate::store;
 use crate::store::builds::NewBuild;
 use crate::v3::present;
@@ -50,7 +51,8 @@ async fn create(
     let memory = positive("staging_memory_in_mb", "Staging memory in mb")?;
     let disk = positive("staging_disk_in_mb", "Staging disk in mb")?;
     let base = state.external_url.clone();
-    let body = state
+    let default_stack = state.default_stack.clone();
+    let (body, job) = state
         .db
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
@@ -88,10 +90,34 @@ async fn create(
                     created_by_name: user.presentation_name(),
                 },
             )?;
-            Ok(present::build(&base, &build, &app.guid, &package.guid))
+            let job = StagingJob {
+                build_guid: build.guid.clone(),
+                app_guid: app.guid.clone(),
+                package_guid: package.guid.clone(),
+                stack: app.stack.clone().unwrap_or(default_stack),
+                buildpacks: serde_json::from_str::<Vec<String>>(&app.buildpacks)
+                    .unwrap_or_default(),
+                environment: environment(&app.environment_variables),
+                memory_mb: build.staging_memory_in_mb,
+                disk_mb: build.staging_disk_in_mb,
+            };
+            Ok((present::build(&base, &build, &app.guid, &package.guid), job))
         })
         .await?;
+    state.stager.dispatch(state.db.clone(), job);
     Ok(HttpResponse::Created().json(body))
+}
+
+/// The app's environment variables as `K=V` strings (non-string values as JSON).
+fn environment(json: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Map<String, Value>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => format!("{key}={text}"),
+            other => format!("{key}={other}"),
+        })
+        .collect()
 }
 
 async fn get(

@@ -1,8 +1,7 @@
 //! Droplets: `/v3/droplets/:guid`, `/v3/apps/:guid/droplets`, `/v3/packages/:guid/droplets`,
 //! `/v3/apps/:guid/droplets/current` and the app's `current_droplet` relationship. Droplets are
-//! produced by staging (not wired yet), so until then every list is empty and every app answers
-//! CC's exact 404 "Droplet not found" for its current droplet, which the CLI reads as "not
-//! staged".
+//! produced by staging on DEAs (`crate::staging`); an app without a current droplet answers CC's
+//! exact 404 "Droplet not found", which the CLI reads as "not staged".
 
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! The CC API v3: one module per resource, each with its own `configure`.
 
 pub mod apps;
+pub mod buildpacks;
 pub mod builds;
 pub mod domains;
 pub mod droplets;
@@ -36,6 +37,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     apps::configure(config);
     processes::configure(config);
     packages::configure(config);
+    buildpacks::configure(config);
     builds::configure(config);
     droplets::configure(config);
     routes::configure(config);

@@ -394,7 +394,8 @@ pub fn build(base: &str, build: &BuildRow, app_guid: &str, package_guid: &str) -
         "error": build.error,
         "lifecycle": {"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": build.stack}},
         "package": {"guid": package_guid},
-        "droplet": build.droplet_guid.as_ref().map(|guid| json!({"guid": guid})),
+        // The droplet is only the build's once staging succeeded.
+        "droplet": build.droplet_guid.as_ref().filter(|_| build.state == "STAGED").map(|guid| json!({"guid": guid})),
         "relationships": {"app": {"data": {"guid": app_guid}}},
         "metadata": empty_metadata(),
         "links": {
@@ -491,6 +492,29 @@ pub fn route(
             "space": {"href": format!("{base}/v3/spaces/{space_guid}")},
             "domain": {"href": format!("{base}/v3/domains/{}", domain.guid)},
             "destinations": {"href": format!("{base}/v3/routes/{guid}/destinations")},
+        },
+    })
+}
+
+/// An admin buildpack.
+pub fn buildpack(base: &str, buildpack: &crate::db::models::BuildpackRow) -> Value {
+    let guid = &buildpack.guid;
+    json!({
+        "guid": guid,
+        "created_at": buildpack.created_at,
+        "updated_at": buildpack.updated_at,
+        "name": buildpack.name,
+        "state": if buildpack.filename.is_some() { "READY" } else { "AWAITING_UPLOAD" },
+        "filename": buildpack.filename,
+        "stack": buildpack.stack,
+        "position": buildpack.position,
+        "lifecycle": "buildpack",
+        "enabled": buildpack.enabled,
+        "locked": buildpack.locked,
+        "metadata": empty_metadata(),
+        "links": {
+            "self": {"href": format!("{base}/v3/buildpacks/{guid}")},
+            "upload": {"href": format!("{base}/v3/buildpacks/{guid}/upload"), "method": "POST"},
         },
     })
 }

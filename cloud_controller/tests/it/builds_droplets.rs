@@ -1,5 +1,6 @@
-//! Builds (recorded STAGING; staging itself is not wired yet) and droplets (none exist before
-//! staging: empty lists, CC's exact "Droplet not found", no droplet can be assigned).
+//! Builds (recorded STAGING; without NATS and DEAs they fail with "no available stagers") and
+//! droplets (none exist before staging: empty lists, CC's exact "Droplet not found", no droplet
+//! can be assigned). Staging on a real DEA is in `staging.rs`.
 
 use serde_json::json;
 
@@ -9,7 +10,7 @@ use crate::support::{check, databases, Harness};
 const MISSING: &str = "00000000-0000-4000-8000-000000000000";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builds_stay_staging_and_droplets_answer_like_cc() {
+async fn builds_fail_without_stagers_and_droplets_answer_like_cc() {
     for database in databases() {
         let harness = Harness::start(database).await;
         let (app, developer, auditor) = app_with_people(&harness).await;
@@ -88,8 +89,14 @@ async fn builds_stay_staging_and_droplets_answer_like_cc() {
             .get(&format!("/v3/builds/{build_guid}"), &auditor)
             .await;
         assert_eq!(read.status, 200, "{:#}", read.body);
-        assert_eq!(read.body["state"], "STAGING");
         assert_eq!(read.body["package"]["guid"], package.as_str());
+        let failed = crate::staging::wait_for_build(&harness, &build_guid, &auditor, 10).await;
+        assert_eq!(failed["state"], "FAILED", "{failed:#}");
+        assert_eq!(
+            failed["error"],
+            "StagingError - Staging error: no available stagers"
+        );
+        assert_eq!(failed["droplet"], serde_json::Value::Null);
         harness
             .get(&format!("/v3/builds/{build_guid}"), &outsider)
             .await

@@ -14,5 +14,6 @@ mod persistence;
 mod roles;
 mod root;
 mod routes;
+mod staging;
 mod v2;
 mod with_uaa;

@@ -298,7 +298,18 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         },
         max_package_bytes: 1024 * 1024,
         max_package_entries: 50,
+        internal_api: None,
+        system_buildpacks_dir: None,
     }
+}
+
+/// Internal API credentials of a CC started with [`Harness::start_staging`].
+pub(crate) const INTERNAL_USER: &str = "internal_user";
+pub(crate) const INTERNAL_PASSWORD: &str = "s3cr@t:pass";
+
+/// The repository's system buildpacks.
+pub(crate) fn system_buildpacks_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../buildpacks"))
 }
 
 /// Where the CC under test keeps its blobs for this database.
@@ -377,6 +388,31 @@ impl Harness {
     pub(crate) async fn start(database: TestDatabase) -> Harness {
         let issuer = TestIssuer::start().await;
         let (cc, base) = start_cc(database.url(), &issuer.url).await;
+        Harness::assemble(database, issuer, cc, base)
+    }
+
+    /// A CC with the repository's system buildpacks, fixed internal API credentials
+    /// ([`INTERNAL_USER`], [`INTERNAL_PASSWORD`]) and, when given, a NATS client.
+    pub(crate) async fn start_staging(
+        database: TestDatabase,
+        nats: Option<async_nats::Client>,
+    ) -> Harness {
+        let issuer = TestIssuer::start().await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = cc_config(database.url(), &base, &issuer.url);
+        config.internal_api = Some(cloud_controller::InternalApiConfig {
+            username: INTERNAL_USER.to_owned(),
+            password: INTERNAL_PASSWORD.to_owned(),
+        });
+        config.system_buildpacks_dir = Some(system_buildpacks_dir());
+        let cc = cloud_controller::run_with_nats(config, listener, nats)
+            .await
+            .expect("cc starts");
+        Harness::assemble(database, issuer, cc, base)
+    }
+
+    fn assemble(database: TestDatabase, issuer: TestIssuer, cc: CcServer, base: String) -> Harness {
         let admin = issuer.add_user("admin", "uaa");
         let admin_token = issuer.admin_token(&admin);
         Harness {

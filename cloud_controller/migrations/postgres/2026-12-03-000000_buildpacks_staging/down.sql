@@ -1,0 +1,2 @@
+ALTER TABLE droplets DROP COLUMN droplet_hash;
+DROP TABLE buildpacks;
