@@ -77,6 +77,9 @@ pub(crate) struct UpArgs {
     /// bcrypt cost for stored passwords (lower is faster and weaker; 10 is UAA's default).
     #[arg(long, default_value_t = 10)]
     pub(crate) password_hash_cost: u32,
+    /// Directory of system buildpacks registered at start (one buildpack directory each).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/buildpacks"))]
+    pub(crate) system_buildpacks_dir: PathBuf,
     /// Do not run a DEA in this process (apps cannot be staged or run then).
     #[arg(long)]
     pub(crate) no_dea: bool,
@@ -160,9 +163,16 @@ impl Platform {
                 "client_secret": secrets.lookup_client_secret,
             },
             "apps_domain": args.apps_domain,
+            "system_buildpacks_dir": args.system_buildpacks_dir,
         }))
         .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
-        let cloud_controller = match cloud_controller::run(cc_config, api_listener).await {
+        let cloud_controller = match cloud_controller::run_with_nats(
+            cc_config,
+            api_listener,
+            Some(bus.client.clone()),
+        )
+        .await
+        {
             Ok(server) => server,
             Err(error) => {
                 uaa.stop().await;

@@ -453,3 +453,23 @@ fn restart_keeps_data_and_sigterm_stops_everything() {
     as_bob.run(&["auth", &bob, "pa55word"]).success();
     as_bob.run(&["orgs"]).success().contains(&org);
 }
+
+/// The system buildpacks are registered at start, in detection order, on the default stack list.
+#[test]
+fn system_buildpacks_and_the_default_stack_are_listed() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let admin = admin_session(&cf, platform);
+    let listing = admin.run(&["buildpacks"]).success();
+    let text = listing.text();
+    let staticfile = text
+        .find("staticfile_buildpack")
+        .expect("staticfile listed");
+    let binary = text.find("binary_buildpack").expect("binary listed");
+    assert!(staticfile < binary, "staticfile detects first:\n{text}");
+    admin
+        .run(&["stacks"])
+        .success()
+        .contains("kiln-host")
+        .contains("ACTIVE");
+}
