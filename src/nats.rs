@@ -57,11 +57,15 @@ impl Bus {
         )
     }
 
-    /// Connects to an existing NATS server (credentials, if any, are part of the URL).
+    /// Connects to an existing NATS server. Credentials ride in the URL as in gnatsd's
+    /// convention: `nats://TOKEN@host:port` for a token, `nats://USER:PASSWORD@host:port`.
     pub(crate) async fn connect(url: &str) -> anyhow::Result<Bus> {
-        let client = async_nats::connect(url)
+        let (options, address) = connect_options(url)?;
+        let printable = crate::up::redact_credentials(url);
+        let client = options
+            .connect(address.as_str())
             .await
-            .with_context(|| format!("connecting to NATS at {url}"))?;
+            .with_context(|| format!("connecting to NATS at {printable}"))?;
         Ok(Bus {
             url: url.to_string(),
             client,
@@ -93,4 +97,41 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
             .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     })
+}
+
+/// Splits credentials out of a NATS URL: a user without a password is a token.
+fn connect_options(url: &str) -> anyhow::Result<(async_nats::ConnectOptions, String)> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!(
+            "'{}' is not a NATS URL (nats://host:port)",
+            crate::up::redact_credentials(url)
+        );
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return Ok((async_nats::ConnectOptions::new(), url.to_string()));
+    };
+    let address = format!("{scheme}://{host}");
+    let options = match credentials.split_once(':') {
+        Some((user, password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        }
+        None => async_nats::ConnectOptions::with_token(credentials.into()),
+    };
+    Ok((options, address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_options;
+
+    #[test]
+    fn credentials_leave_the_address() {
+        assert_eq!(
+            connect_options("nats://tok@127.0.0.1:4222").unwrap().1,
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(connect_options("nats://u:p@h:1").unwrap().1, "nats://h:1");
+        assert_eq!(connect_options("nats://h:1").unwrap().1, "nats://h:1");
+        assert!(connect_options("h:1").is_err());
+    }
 }

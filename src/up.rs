@@ -441,7 +441,7 @@ fn write_private_file(path: &Path, text: &str) -> Result<(), KilnError> {
 }
 
 /// Hides a token or password embedded in a URL before it is printed.
-fn redact_credentials(url: &str) -> String {
+pub(crate) fn redact_credentials(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((_, host)) => format!("{scheme}://***@{host}"),
