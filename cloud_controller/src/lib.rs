@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod internal;
+pub mod manifest;
 pub mod metrics;
 pub mod package_zip;
 pub mod permissions;

@@ -120,6 +120,119 @@ impl DeaPool {
         advert.available_disk -= disk_mb;
         Some(advert.id.clone())
     }
+
+    /// CC's placement rule for an app instance: among fresh DEAs with the stack and room for
+    /// `memory_mb`/`disk_mb`, the one running the fewest instances of `app_guid`, then the one
+    /// with the most free memory. The reservation (and the instance) is counted on the advert
+    /// until the DEA advertises again, so consecutive picks spread an app's instances.
+    pub fn pick_for_app(
+        &self,
+        stack: &str,
+        memory_mb: i64,
+        disk_mb: i64,
+        app_guid: &str,
+    ) -> Option<String> {
+        let mut adverts = self.adverts.lock().unwrap_or_else(|e| e.into_inner());
+        adverts.retain(|_, (_, seen)| seen.elapsed() < ADVERT_TTL);
+        let (_, (advert, _)) = adverts
+            .iter_mut()
+            .filter(|(_, (advert, _))| {
+                advert.stacks.iter().any(|candidate| candidate == stack)
+                    && advert.available_memory >= memory_mb
+                    && advert.available_disk >= disk_mb
+            })
+            .min_by_key(|(id, (advert, _))| {
+                (
+                    advert.app_id_to_count.get(app_guid).copied().unwrap_or(0),
+                    std::cmp::Reverse(advert.available_memory),
+                    (*id).clone(),
+                )
+            })?;
+        advert.available_memory -= memory_mb;
+        advert.available_disk -= disk_mb;
+        *advert
+            .app_id_to_count
+            .entry(app_guid.to_owned())
+            .or_insert(0) += 1;
+        Some(advert.id.clone())
+    }
+}
+
+/// What CC remembers about running apps between requests: the current version of each process
+/// and the last crash of each instance (`droplet.exited` with reason CRASHED).
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// Process GUID → current version GUID.
+    pub versions: Mutex<HashMap<String, String>>,
+    /// Process GUID → every version issued since the last full start, oldest first.
+    pub issued: Mutex<HashMap<String, Vec<String>>>,
+    /// (app GUID, index) → the last crash report.
+    pub crashes: Mutex<HashMap<(String, u32), protocol::dea::DropletExited>>,
+}
+
+impl RunState {
+    /// Remembers a crash (logged either way); a stopped instance leaves no trace.
+    pub fn record_exit(&self, exited: protocol::dea::DropletExited) {
+        tracing::info!(app = %exited.droplet, index = exited.index, reason = ?exited.reason,
+            description = ?exited.exit_description, "droplet exited");
+        if exited.reason == protocol::dea::ExitReason::Crashed {
+            self.crashes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((exited.droplet.clone(), exited.index), exited);
+        }
+    }
+
+    /// Forgets the crashes of these indices of an app (all of them for `None`).
+    pub fn clear_crashes(&self, app_guid: &str, indices: Option<&[u32]>) {
+        self.crashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(app, index), _| {
+                app != app_guid || indices.is_some_and(|only| !only.contains(index))
+            });
+    }
+
+    /// A new version for the process.
+    pub fn new_version(&self, process_guid: &str) -> String {
+        let version = crate::store::new_guid();
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(process_guid.to_owned(), version.clone());
+        self.issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(process_guid.to_owned())
+            .or_default()
+            .push(version.clone());
+        version
+    }
+
+    /// Every version issued to the process (at least the current one); `forget` drops them
+    /// all but the current one afterwards.
+    pub fn issued_versions(&self, process_guid: &str, forget: bool) -> Vec<String> {
+        let current = self.version(process_guid);
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let versions = issued.entry(process_guid.to_owned()).or_default();
+        if !versions.contains(&current) {
+            versions.push(current.clone());
+        }
+        let all = versions.clone();
+        if forget {
+            *versions = vec![current];
+        }
+        all
+    }
+
+    /// The process's current version (a new one when none is known).
+    pub fn version(&self, process_guid: &str) -> String {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .entry(process_guid.to_owned())
+            .or_insert_with(crate::store::new_guid)
+            .clone()
+    }
 }
 
 /// Dispatches builds to DEAs and owns the tasks waiting for their replies.
@@ -131,6 +244,7 @@ pub struct Stager {
     credentials: InternalCredentials,
     external_url: String,
     timeout: Duration,
+    run_state: Arc<RunState>,
 }
 
 impl std::fmt::Debug for Stager {
@@ -180,6 +294,7 @@ impl Stager {
             credentials,
             external_url,
             timeout: STAGING_TIMEOUT,
+            run_state: Arc::new(RunState::default()),
         });
         if let Some(nats) = nats {
             let mut adverts = nats
@@ -192,6 +307,21 @@ impl Stager {
                     match serde_json::from_slice::<DeaAdvertise>(&message.payload) {
                         Ok(advert) => pool.record(advert),
                         Err(error) => tracing::debug!(%error, "ignoring a malformed dea.advertise"),
+                    }
+                }
+            });
+            let mut exits = nats
+                .subscribe(protocol::subjects::DROPLET_EXITED)
+                .await
+                .map_err(|error| crate::CcError::Config(format!("NATS subscribe: {error}")))?;
+            let run_state = stager.run_state.clone();
+            stager.spawn(async move {
+                while let Some(message) = exits.next().await {
+                    match serde_json::from_slice::<protocol::dea::DropletExited>(&message.payload) {
+                        Ok(exited) => run_state.record_exit(exited),
+                        Err(error) => {
+                            tracing::debug!(%error, "ignoring a malformed droplet.exited")
+                        }
                     }
                 }
             });
@@ -225,6 +355,21 @@ impl Stager {
                 }
             }
         });
+    }
+
+    /// The NATS client, when there is one.
+    pub fn nats(&self) -> Option<&async_nats::Client> {
+        self.nats.as_ref()
+    }
+
+    /// The DEA pool.
+    pub fn pool(&self) -> &DeaPool {
+        &self.pool
+    }
+
+    /// Versions and crashes of running apps.
+    pub fn run_state(&self) -> &RunState {
+        &self.run_state
     }
 
     /// The internal API credentials.

@@ -451,6 +451,7 @@ async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
+    let app_guid = guid.clone();
     let job_guid = state
         .db
         .run(move |conn| {
@@ -476,6 +477,8 @@ async fn delete(
         })
         .await?;
     let (job_guid, blobs) = job_guid;
+    // A deleted app runs nowhere.
+    crate::v3::running::stop_all(&state.stager, &app_guid).await;
     state.blobs.delete_all(blobs).await;
     Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
 }

@@ -7,6 +7,7 @@ pub mod domains;
 pub mod droplets;
 pub mod feature_flags;
 pub mod jobs;
+pub mod manifests;
 pub mod organizations;
 pub mod packages;
 pub mod placeholders;
@@ -16,6 +17,7 @@ pub mod quotas;
 pub mod roles;
 pub mod root;
 pub mod routes;
+pub mod running;
 pub mod spaces;
 pub mod stacks;
 pub mod users;
@@ -41,7 +43,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
     builds::configure(config);
     droplets::configure(config);
     routes::configure(config);
+    running::configure(config);
     placeholders::configure(config);
+    manifests::configure(config);
 }
 
 /// A 202 answer pointing at a job.

@@ -459,19 +459,14 @@ fn apply_scale(
     found: (ProcessRow, AppRow, SpaceRow),
     changes: &ProcessChanges,
     base: &str,
-) -> Result<Value, ApiError> {
-    let (process, app, space) = found;
+) -> Result<(Value, ProcessRow, ProcessRow), ApiError> {
+    let (before, app, space) = found;
     if !permissions.can_write_to_space(space.id) {
         return Err(ApiError::forbidden());
     }
-    let process = store::apps::update_process(conn, process.id, changes)?;
-    Ok(present::process(
-        base,
-        &process,
-        &app.guid,
-        &space.guid,
-        CommandView::Shown,
-    ))
+    let process = store::apps::update_process(conn, before.id, changes)?;
+    let body = present::process(base, &process, &app.guid, &space.guid, CommandView::Shown);
+    Ok((body, before, process))
 }
 
 async fn scale(
@@ -491,6 +486,8 @@ async fn scale(
             apply_scale(conn, &permissions, found, &changes, &base)
         })
         .await?;
+    let (body, before, after) = body;
+    crate::v3::running::after_scale(&state, &before, after).await;
     Ok(HttpResponse::Accepted().json(body))
 }
 
@@ -511,6 +508,8 @@ async fn scale_for_app(
             apply_scale(conn, &permissions, found, &changes, &base)
         })
         .await?;
+    let (body, before, after) = body;
+    crate::v3::running::after_scale(&state, &before, after).await;
     Ok(HttpResponse::Accepted().json(body))
 }
 
@@ -544,14 +543,24 @@ async fn stats(
         .db
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
-            let (process, _app, _space) = visible_process(conn, &permissions, &guid)?;
-            // No DEA reports instances yet: every desired instance is DOWN.
+            let (process, app, _space) = visible_process(conn, &permissions, &guid)?;
+            if app.state == crate::v3::running::STARTED {
+                return Ok(Err((app, process)));
+            }
+            // A stopped app runs nothing: every desired instance is DOWN.
             let time = store::now();
             let resources: Vec<Value> = (0..process.instances.max(0))
                 .map(|index| present::down_instance_stats(&process, index, &time))
                 .collect();
-            Ok(json!({"resources": resources}))
+            Ok(Ok(json!({"resources": resources})))
         })
         .await?;
+    let body = match body {
+        Ok(body) => body,
+        Err((app, process)) => {
+            let resources = crate::v3::running::process_stats(&state.stager, &app, &process).await;
+            json!({"resources": resources})
+        }
+    };
     Ok(HttpResponse::Ok().json(body))
 }

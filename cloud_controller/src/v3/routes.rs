@@ -587,9 +587,17 @@ async fn add_destinations(
                 Ok(())
             })?;
             let index = Index::load(conn, &permissions)?;
-            Ok(destinations_body(&base, &route, &index))
+            let app_ids: Vec<i32> = store::routes::destinations_of(conn, route.id)?
+                .into_iter()
+                .map(|destination| destination.app_id)
+                .collect();
+            Ok((destinations_body(&base, &route, &index), app_ids))
         })
         .await?;
+    let (body, mut app_ids) = body;
+    app_ids.sort_unstable();
+    app_ids.dedup();
+    crate::v3::running::routes_changed(&state, app_ids).await;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -599,7 +607,7 @@ async fn remove_destination(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (guid, destination) = path.into_inner();
-    state
+    let app_ids = state
         .db
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
@@ -607,13 +615,19 @@ async fn remove_destination(
             if !permissions.can_write_to_space(route.space_id) {
                 return Err(ApiError::forbidden());
             }
+            let app_ids: Vec<i32> = store::routes::destinations_of(conn, route.id)?
+                .into_iter()
+                .filter(|row| row.guid == destination)
+                .map(|row| row.app_id)
+                .collect();
             if !store::routes::remove_destination(conn, route.id, &destination)? {
                 return Err(ApiError::unprocessable(
                     "Unable to unmap route from destination. Ensure the route has a destination with this guid.",
                 ));
             }
-            Ok(())
+            Ok(app_ids)
         })
         .await?;
+    crate::v3::running::routes_changed(&state, app_ids).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -29,7 +29,7 @@ pub(crate) async fn wait_for_build(
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,14 +38,14 @@ fn free_port() -> u16 {
 }
 
 /// A `nats-server` child with token auth; killed when dropped.
-struct Nats {
+pub(crate) struct Nats {
     child: Child,
     port: u16,
     token: String,
 }
 
 impl Nats {
-    async fn start() -> Option<Nats> {
+    pub(crate) async fn start() -> Option<Nats> {
         let installed = Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -79,7 +79,7 @@ impl Nats {
         Some(nats)
     }
 
-    async fn client(&self) -> async_nats::Client {
+    pub(crate) async fn client(&self) -> async_nats::Client {
         async_nats::ConnectOptions::with_token(self.token.clone())
             .connect(format!("nats://127.0.0.1:{}", self.port))
             .await
@@ -96,7 +96,7 @@ impl Drop for Nats {
 
 /// Whether runc can run here (root and a working `runc`); panics instead of skipping when
 /// `KILN_REQUIRE_RUNC=1`.
-fn runc_usable() -> bool {
+pub(crate) fn runc_usable() -> bool {
     let runc = Command::new("runc")
         .arg("--version")
         .stdout(Stdio::null())
