@@ -1,5 +1,6 @@
-//! Resources `cf org` and `cf space` read that Kiln does not have yet: service instances,
-//! isolation segments, security groups and space quotas. Lists answer an honest empty page with
+//! Resources `cf org`, `cf space` and the app summaries read that Kiln does not have yet: service
+//! instances, isolation segments, security groups, space quotas and deployments (Kiln restarts
+//! instances in place; rolling deployments do not exist yet). Lists answer an honest empty page with
 //! the right shape (after validating the query and, where a space is named, its visibility);
 //! single resources answer 404.
 
@@ -28,7 +29,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::get().to(space_security_groups)),
         )
         .service(resource("/v3/space_quotas").route(web::get().to(space_quotas)))
-        .service(resource("/v3/space_quotas/{guid}").route(web::get().to(space_quota)));
+        .service(resource("/v3/space_quotas/{guid}").route(web::get().to(space_quota)))
+        .service(resource("/v3/deployments").route(web::get().to(deployments)))
+        .service(resource("/v3/deployments/{guid}").route(web::get().to(deployment)));
 }
 
 fn empty(state: &AppState, query: &ListQuery, path: &str) -> HttpResponse {
@@ -133,4 +136,22 @@ async fn space_quotas(
 
 async fn space_quota(_user: CurrentUser) -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("Space quota"))
+}
+
+async fn deployments(
+    state: web::Data<AppState>,
+    _user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(
+        &request,
+        &["guids", "app_guids", "states", "status_reasons", "status_values", "label_selector"],
+        &[SortKey::CreatedAt, SortKey::UpdatedAt],
+    )?;
+    Ok(empty(&state, &query, "/v3/deployments"))
+}
+
+async fn deployment(_user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    // The CLI matches this detail exactly (DeploymentNotFound).
+    Err(ApiError::not_found("Deployment"))
 }
