@@ -26,6 +26,16 @@ pub struct PlatformOptions {
     pub apps_domain: String,
     #[serde(default)]
     pub skip_ssl_validation: bool,
+    /// Where app traffic goes (`host:port` of the router). Absent: `http://<host>.<apps_domain>/`.
+    #[serde(default)]
+    pub router_address: Option<String>,
+    /// Whether the platform can stage and run apps (a local `kiln up` without a DEA cannot).
+    #[serde(default = "yes")]
+    pub runs_apps: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A running platform; a locally started one stops when this is dropped or the test process ends.
@@ -80,6 +90,39 @@ impl Platform {
             });
         }
         Platform::start_local(&[])
+    }
+
+    /// GETs `path` from the app at `host` through the router; returns status, router error header
+    /// and body.
+    pub fn get_app(&self, host: &str, path: &str) -> anyhow::Result<(u16, Option<String>, String)> {
+        let fqdn = format!("{host}.{}", self.options.apps_domain);
+        let address = match &self.options.router_address {
+            Some(address) => address.clone(),
+            None => format!("{fqdn}:80"),
+        };
+        let mut stream = std::net::TcpStream::connect(&address)
+            .with_context(|| format!("connecting to the router at {address}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {fqdn}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let router_error = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-cf-routererror")
+                .then(|| value.trim().to_string())
+        });
+        Ok((status, router_error, body.to_string()))
     }
 
     /// Whether this platform was started here (and so can be configured by a scenario).
@@ -156,6 +199,7 @@ impl Platform {
         });
 
         let (mut api, mut password, mut client, mut nats) = (None, None, None, None);
+        let (mut router_address, mut runs_apps) = (None, false);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -174,6 +218,10 @@ impl Platform {
                     client = Some((id.to_string(), secret.to_string()))
                 }
                 ["NATS:", url] => nats = Some(url.to_string()),
+                ["Apps:", url, ..] => {
+                    router_address = Some(url.trim_start_matches("http://").to_string())
+                }
+                ["DEA:", id] => runs_apps = !id.is_empty(),
                 ["Press", "Ctrl-C", ..] => break,
                 _ => {}
             }
@@ -186,6 +234,8 @@ impl Platform {
             admin_client_secret: client.map(|(_, secret)| secret),
             apps_domain: "apps.localhost".to_string(),
             skip_ssl_validation: false,
+            router_address,
+            runs_apps,
         };
         Ok(Platform {
             options,

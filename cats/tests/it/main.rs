@@ -1,6 +1,7 @@
 //! Acceptance scenarios: the real `cf` CLI against a real Kiln (or an external deployment).
 
 mod foundation;
+mod push;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
