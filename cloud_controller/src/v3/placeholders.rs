@@ -145,7 +145,14 @@ async fn deployments(
 ) -> Result<HttpResponse, ApiError> {
     let query = ListQuery::parse(
         &request,
-        &["guids", "app_guids", "states", "status_reasons", "status_values", "label_selector"],
+        &[
+            "guids",
+            "app_guids",
+            "states",
+            "status_reasons",
+            "status_values",
+            "label_selector",
+        ],
         &[SortKey::CreatedAt, SortKey::UpdatedAt],
     )?;
     Ok(empty(&state, &query, "/v3/deployments"))
