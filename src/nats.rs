@@ -73,13 +73,19 @@ impl Bus {
         })
     }
 
-    /// Flushes and closes the connection, then stops the child server if we own one.
+    /// Flushes and closes the connection, then stops the child server if we own one. Each step
+    /// is bounded: shutdown must finish even if the server or the child misbehaves.
     pub(crate) async fn stop(mut self) {
-        let _ = self.client.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         drop(self.client);
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
-            let _ = child.wait().await;
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("nats-server did not exit within 5 s of SIGKILL");
+            }
         }
     }
 }
