@@ -616,12 +616,27 @@ async fn restart_instance(
         .await?;
     if plan.app.state == STARTED {
         let version = state.stager.run_state().version(&process.guid);
-        for issued in state
-            .stager
-            .run_state()
-            .issued_versions(&process.guid, false)
-        {
-            stop_indices(&state.stager, &plan.app.guid, &issued, vec![index]).await;
+        // Stop the running instance by its id, not by index: the DEA may handle the start below
+        // before this stop (they travel on different subjects), and a stop by index would then
+        // take the new instance down too.
+        let running: Vec<String> = find_instances(&state.stager, &plan.app.guid)
+            .await
+            .into_iter()
+            .filter(|found| found.index == index)
+            .map(|found| found.instance)
+            .collect();
+        if !running.is_empty() {
+            let message = DeaStop {
+                droplet: plan.app.guid.clone(),
+                instances: Some(running),
+                ..DeaStop::default()
+            };
+            publish(
+                &state.stager,
+                protocol::subjects::DEA_STOP.to_owned(),
+                &message,
+            )
+            .await;
         }
         start_instances(
             &state.stager,
