@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::packages::{app_with_people, file, make_zip, new_package, upload};
-use crate::staging::{free_port, runc_usable, wait_for_build, Nats};
+use crate::staging::{runc_usable, start_test_dea, wait_for_build, Nats};
 use crate::support::{databases, eventually, Harness};
 
 /// Every `router.register`/`router.unregister` seen: (subject, message).
@@ -70,23 +70,7 @@ async fn apps_start_scale_and_stop_on_a_real_dea() {
     let Some(nats) = Nats::start().await else {
         return;
     };
-    let dea_dir = tempfile::Builder::new()
-        .prefix("kiln-cc-run")
-        .tempdir()
-        .expect("tempdir");
-    let first = free_port().clamp(20000, 60000);
-    let mut config = dea::DeaConfig::new(
-        dea_dir.path().join("dea"),
-        dea::config::PortRange {
-            first,
-            last: first + 20,
-        },
-    );
-    config.advertise_interval_secs = 1;
-    config.runc.cgroup_parent = "kiln-cc-run-test".into();
-    let dea = dea::run(config, nats.client().await)
-        .await
-        .expect("the DEA starts");
+    let (dea, _dea_dir) = start_test_dea(&nats, "run").await;
     let (seen, watcher) = watch_router(&nats).await;
     let http = reqwest::Client::new();
 

@@ -284,16 +284,11 @@ async fn builds_fail_quickly_when_no_dea_advertises() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builds_stage_on_a_real_dea() {
-    if !runc_usable() {
-        return;
-    }
-    let Some(nats) = Nats::start().await else {
-        return;
-    };
+/// A real DEA on `nats` (advertising every second, 21 free host ports, its own cgroup parent and
+/// directory), for tests that stage or run apps. Keep the directory alive as long as the DEA.
+pub(crate) async fn start_test_dea(nats: &Nats, name: &str) -> (dea::DeaServer, tempfile::TempDir) {
     let dea_dir = tempfile::Builder::new()
-        .prefix("kiln-cc-dea")
+        .prefix(&format!("kiln-cc-{name}"))
         .tempdir()
         .expect("tempdir");
     let first = free_port().clamp(20000, 60000);
@@ -305,10 +300,22 @@ async fn builds_stage_on_a_real_dea() {
         },
     );
     config.advertise_interval_secs = 1;
-    config.runc.cgroup_parent = "kiln-cc-test".into();
+    config.runc.cgroup_parent = format!("kiln-cc-{name}-test");
     let dea = dea::run(config, nats.client().await)
         .await
         .expect("the DEA starts");
+    (dea, dea_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_stage_on_a_real_dea() {
+    if !runc_usable() {
+        return;
+    }
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let (dea, _dea_dir) = start_test_dea(&nats, "dea").await;
 
     for database in databases() {
         let label = database.label();
