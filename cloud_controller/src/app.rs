@@ -47,6 +47,8 @@ pub struct AppState {
     pub package_limits: crate::package_zip::Limits,
     /// Staging on DEAs, and the internal API credentials.
     pub stager: std::sync::Arc<crate::staging::Stager>,
+    /// How long builds and starts wait for their work before answering (`sync_wait_secs`).
+    pub sync_wait: std::time::Duration,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
                 max_expansion_ratio: crate::package_zip::MAX_EXPANSION_RATIO,
             },
             stager,
+            sync_wait: std::time::Duration::from_secs(config.sync_wait_secs),
         })
     }
 }

@@ -47,6 +47,17 @@ pub struct CcConfig {
     /// zipped into the blob store and registered as admin buildpacks at start.
     #[serde(default)]
     pub system_buildpacks_dir: Option<std::path::PathBuf>,
+    /// How long `POST /v3/builds` and app start/restart wait for the work to finish before they
+    /// answer (default 10 s). Work done by then is answered as done (STAGED, RUNNING), so the cf
+    /// CLI's first poll — immediate — sees it and it never waits its 3-second poll interval;
+    /// slower work answers as in progress (STAGING, STARTING) and the CLI polls as on CF.
+    /// 0 answers at once.
+    #[serde(default = "default_sync_wait_secs")]
+    pub sync_wait_secs: u64,
+}
+
+fn default_sync_wait_secs() -> u64 {
+    10
 }
 
 /// Credentials of the internal API.

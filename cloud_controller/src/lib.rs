@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod internal;
 pub mod manifest;
 pub mod metrics;
@@ -120,6 +121,7 @@ pub async fn run_with_nats(
     };
     let stager = staging::Stager::start(nats, credentials, config.external_base()).await?;
     stager.sweep_expired(db.clone());
+    health::start(&stager, db.clone(), config.external_base());
     let state = web::Data::new(app::AppState::new(&config, db, blobs, stager.clone())?);
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;

@@ -168,6 +168,8 @@ pub struct RunState {
     pub issued: Mutex<HashMap<String, Vec<String>>>,
     /// (app GUID, index) → the last crash report.
     pub crashes: Mutex<HashMap<(String, u32), protocol::dea::DropletExited>>,
+    /// What DEAs report running, and crash counts (the health manager's view).
+    pub actual: crate::health::ActualState,
 }
 
 impl RunState {
@@ -175,6 +177,7 @@ impl RunState {
     pub fn record_exit(&self, exited: protocol::dea::DropletExited) {
         tracing::info!(app = %exited.droplet, index = exited.index, reason = ?exited.reason,
             description = ?exited.exit_description, "droplet exited");
+        self.actual.record_exit(&exited);
         if exited.reason == protocol::dea::ExitReason::Crashed {
             self.crashes
                 .lock()
@@ -185,12 +188,44 @@ impl RunState {
 
     /// Forgets the crashes of these indices of an app (all of them for `None`).
     pub fn clear_crashes(&self, app_guid: &str, indices: Option<&[u32]>) {
+        self.actual.reset_crashes(app_guid, indices);
         self.crashes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(app, index), _| {
                 app != app_guid || indices.is_some_and(|only| !only.contains(index))
             });
+    }
+
+    /// Index → version of the last crash of each index of the app.
+    pub fn crashes_of(&self, app_guid: &str) -> HashMap<u32, String> {
+        self.crashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((app, _), _)| app == app_guid)
+            .map(|((_, index), crash)| (*index, crash.version.clone()))
+            .collect()
+    }
+
+    /// When no version of the process is known (after a Cloud Controller restart), takes
+    /// `current` and `issued` from what the DEAs run.
+    pub fn adopt_version<'a>(
+        &self,
+        process_guid: &str,
+        current: &str,
+        issued: impl Iterator<Item = &'a str>,
+    ) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        if versions.contains_key(process_guid) {
+            return;
+        }
+        tracing::info!(process = %process_guid, version = %current, "adopting the version DEAs run");
+        versions.insert(process_guid.to_owned(), current.to_owned());
+        self.issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(process_guid.to_owned(), issued.map(str::to_owned).collect());
     }
 
     /// A new version for the process.
@@ -310,6 +345,19 @@ impl Stager {
                     }
                 }
             });
+            let mut heartbeats = nats
+                .subscribe(protocol::subjects::DEA_HEARTBEAT)
+                .await
+                .map_err(|error| crate::CcError::Config(format!("NATS subscribe: {error}")))?;
+            let run_state = stager.run_state.clone();
+            stager.spawn(async move {
+                while let Some(message) = heartbeats.next().await {
+                    match serde_json::from_slice::<protocol::dea::Heartbeat>(&message.payload) {
+                        Ok(heartbeat) => run_state.actual.record_heartbeat(heartbeat),
+                        Err(error) => tracing::debug!(%error, "ignoring a malformed dea.heartbeat"),
+                    }
+                }
+            });
             let mut exits = nats
                 .subscribe(protocol::subjects::DROPLET_EXITED)
                 .await
@@ -377,6 +425,11 @@ impl Stager {
         &self.credentials
     }
 
+    /// Runs `task` among the stager's owned background tasks (ended by [`Stager::shutdown`]).
+    pub(crate) fn spawn_owned(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.spawn(task);
+    }
+
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         while tasks.try_join_next().is_some() {}
@@ -403,8 +456,10 @@ impl Stager {
     }
 
     /// Starts staging `job` in the background; the build moves on to STAGED or FAILED there.
-    pub fn dispatch(self: &Arc<Self>, db: Db, job: StagingJob) {
+    /// The receiver resolves once that outcome is recorded (callers may wait on it a while).
+    pub fn dispatch(self: &Arc<Self>, db: Db, job: StagingJob) -> tokio::sync::oneshot::Receiver<()> {
         let stager = self.clone();
+        let (done, finished) = tokio::sync::oneshot::channel();
         self.spawn(async move {
             let build_guid = job.build_guid.clone();
             let outcome = stager.stage(&db, job).await;
@@ -425,7 +480,9 @@ impl Stager {
             if let Err(error) = result {
                 tracing::error!(build = %build_guid, %error, internal = ?error.internal, "recording the staging outcome failed");
             }
+            let _ = done.send(());
         });
+        finished
     }
 
     /// Runs one staging request; `Err` is the build's error text.

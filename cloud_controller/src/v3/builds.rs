@@ -1,6 +1,7 @@
 //! `/v3/builds`: create and get. A build is recorded STAGING with the app's lifecycle and the
 //! web process's memory and disk, then handed to [`crate::staging::Stager`], which stages it on
-//! a DEA in the background and moves it to STAGED or FAILED.
+//! a DEA in the background and moves it to STAGED or FAILED. The create answers once that
+//! happened when it takes less than `sync_wait_secs`, else with the build still STAGING.
 
 use actix_web::{web, HttpResponse};
 use serde_json::Value;
@@ -104,7 +105,26 @@ async fn create(
             Ok((present::build(&base, &build, &app.guid, &package.guid), job))
         })
         .await?;
-    state.stager.dispatch(state.db.clone(), job);
+    let (build_guid, app_guid, package_guid) = (
+        job.build_guid.clone(),
+        job.app_guid.clone(),
+        job.package_guid.clone(),
+    );
+    let finished = state.stager.dispatch(state.db.clone(), job);
+    // Fast staging is answered as done, so the CLI's first (immediate) poll needs no second.
+    if tokio::time::timeout(state.sync_wait, finished).await.is_ok() {
+        let base = state.external_url.clone();
+        let done = state
+            .db
+            .run(move |conn| {
+                Ok(store::builds::find_build(conn, &build_guid)?
+                    .map(|build| present::build(&base, &build, &app_guid, &package_guid)))
+            })
+            .await?;
+        if let Some(done) = done {
+            return Ok(HttpResponse::Created().json(done));
+        }
+    }
     Ok(HttpResponse::Created().json(body))
 }
 

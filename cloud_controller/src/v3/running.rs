@@ -209,7 +209,7 @@ pub fn start_message(
     }
 }
 
-async fn publish(stager: &Stager, subject: String, payload: &impl serde::Serialize) {
+pub(crate) async fn publish(stager: &Stager, subject: String, payload: &impl serde::Serialize) {
     let Some(nats) = stager.nats() else {
         tracing::warn!(%subject, "no NATS: not publishing");
         return;
@@ -239,9 +239,6 @@ pub async fn start_instances(
     let Some(droplet) = &plan.droplet else {
         return;
     };
-    stager
-        .run_state()
-        .clear_crashes(&plan.app.guid, Some(indices));
     for &index in indices {
         let message = start_message(stager, plan, droplet, process, version, index, cf_api);
         let Some(dea) = stager.pool().pick_for_app(
@@ -254,20 +251,33 @@ pub async fn start_instances(
             continue;
         };
         tracing::info!(app = %plan.app.guid, index, %dea, %version, "starting an instance");
+        stager.run_state().actual.start_sent(&process.guid, index);
         publish(stager, protocol::subjects::dea_start(&dea), &message).await;
     }
 }
 
-/// Starts every instance of every process, each process at a new version.
-pub async fn start_all(stager: &Stager, plan: &AppPlan, cf_api: &str) {
+/// Starts every instance of every process, each process at a new version; returns what the
+/// processes are expected to reach.
+pub async fn start_all(
+    stager: &Stager,
+    plan: &AppPlan,
+    cf_api: &str,
+) -> Vec<crate::health::Expectation> {
     stager.run_state().clear_crashes(&plan.app.guid, None);
+    let mut expectations = Vec::new();
     for process in &plan.processes {
         let version = stager.run_state().new_version(&process.guid);
         // Everything older was stopped with the app: only the new version is left.
         let _ = stager.run_state().issued_versions(&process.guid, true);
         let indices: Vec<u32> = (0..u32::try_from(process.instances.max(0)).unwrap_or(0)).collect();
         start_instances(stager, plan, process, &version, &indices, cf_api).await;
+        expectations.push(crate::health::Expectation {
+            app_guid: plan.app.guid.clone(),
+            version,
+            indices,
+        });
     }
+    expectations
 }
 
 /// `dea.stop` for every instance of the app.
@@ -317,6 +327,7 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
         }
         let version = stager.run_state().new_version(&after.guid);
         let indices: Vec<u32> = (0..new).collect();
+        stager.run_state().clear_crashes(&plan.app.guid, Some(&indices));
         start_instances(
             stager,
             &plan,
@@ -326,11 +337,18 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
             &state.external_url,
         )
         .await;
+        let expected = crate::health::Expectation {
+            app_guid: plan.app.guid.clone(),
+            version,
+            indices,
+        };
+        crate::health::wait_for_instances(stager, &[expected], state.sync_wait).await;
     } else if new > old {
         // CC gives the process a new version on scale-up; running instances keep theirs, so
         // the new version is used for the added indices only and becomes current.
         let version = stager.run_state().new_version(&after.guid);
         let indices: Vec<u32> = (old..new).collect();
+        stager.run_state().clear_crashes(&plan.app.guid, Some(&indices));
         start_instances(
             stager,
             &plan,
@@ -340,6 +358,12 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
             &state.external_url,
         )
         .await;
+        let expected = crate::health::Expectation {
+            app_guid: plan.app.guid.clone(),
+            version,
+            indices,
+        };
+        crate::health::wait_for_instances(stager, &[expected], state.sync_wait).await;
     } else if new < old {
         for version in stager.run_state().issued_versions(&after.guid, false) {
             stop_indices(stager, &plan.app.guid, &version, (new..old).collect()).await;
@@ -548,7 +572,10 @@ async fn start_app(
         stop_all(&state.stager, &plan.app.guid).await;
     }
     if stop_first || !was_started {
-        start_all(&state.stager, &plan, &state.external_url).await;
+        let expectations = start_all(&state.stager, &plan, &state.external_url).await;
+        // Fast starts are answered once the instances run, so the CLI's first stats poll
+        // (1 ms after this answer) already sees them RUNNING.
+        crate::health::wait_for_instances(&state.stager, &expectations, state.sync_wait).await;
     }
     Ok(HttpResponse::Ok().json(present::app(
         &state.external_url,
@@ -638,6 +665,10 @@ async fn restart_instance(
             )
             .await;
         }
+        state
+            .stager
+            .run_state()
+            .clear_crashes(&plan.app.guid, Some(&[index]));
         start_instances(
             &state.stager,
             &plan,

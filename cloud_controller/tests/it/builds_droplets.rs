@@ -72,10 +72,11 @@ async fn builds_fail_without_stagers_and_droplets_answer_like_cc() {
             json!({
                 "guid": "<guid>", "created_at": "<time>", "updated_at": "<time>",
                 "created_by": {"guid": "<guid>", "name": "dora", "email": ""},
-                "state": "STAGING",
+                // No DEA: staging fails at once, and the create answers that outcome.
+                "state": "FAILED",
                 "staging_memory_in_mb": 1024, "staging_disk_in_mb": 1024,
                 "staging_log_rate_limit_bytes_per_second": -1,
-                "error": null,
+                "error": "StagingError - Staging error: no available stagers",
                 "lifecycle": {"type": "buildpack", "data": {"buildpacks": [], "stack": "kiln-host"}},
                 "package": {"guid": "<guid>"},
                 "droplet": null,

@@ -184,6 +184,12 @@ async fn apps_start_scale_and_stop_on_a_real_dea() {
             .await;
         assert_eq!(started.status, 200, "{:#}", started.body);
         assert_eq!(started.body["state"], "STARTED");
+        // A start that takes less than `sync_wait_secs` answers once the instance runs.
+        assert!(
+            all_in_state(&harness, &app, &developer, 1, "RUNNING").await,
+            "{label}: not RUNNING when the start answered: {:#?}",
+            stats(&harness, &app, &developer).await
+        );
         assert!(
             eventually(Duration::from_secs(120), || all_in_state(
                 &harness, &app, &developer, 1, "RUNNING"
@@ -244,6 +250,45 @@ async fn apps_start_scale_and_stop_on_a_real_dea() {
             )
             .await;
         assert_eq!(scaled.status, 202, "{:#}", scaled.body);
+        assert!(
+            eventually(Duration::from_secs(120), || all_in_state(
+                &harness, &app, &developer, 2, "RUNNING"
+            ))
+            .await,
+            "{label}: {:#?}",
+            stats(&harness, &app, &developer).await
+        );
+
+        // The health manager: an instance stopped behind the Cloud Controller's back (a
+        // `dea.stop` straight on NATS, as when a DEA loses it) is started again.
+        let watcher_client = nats.client().await;
+        let mut starts = watcher_client.subscribe("dea.*.start").await.unwrap();
+        watcher_client.flush().await.unwrap();
+        watcher_client
+            .publish(
+                "dea.stop",
+                serde_json::to_vec(&json!({"droplet": app, "indices": [1]}))
+                    .unwrap()
+                    .into(),
+            )
+            .await
+            .unwrap();
+        watcher_client.flush().await.unwrap();
+        let restarted_by_hm = tokio::time::timeout(Duration::from_secs(45), async {
+            while let Some(message) = starts.next().await {
+                let body: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+                if body["droplet"] == app.as_str() && body["index"] == 1 {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            restarted_by_hm,
+            Ok(true),
+            "{label}: the health manager did not restart index 1"
+        );
         assert!(
             eventually(Duration::from_secs(120), || all_in_state(
                 &harness, &app, &developer, 2, "RUNNING"

@@ -300,6 +300,7 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         max_package_entries: 50,
         internal_api: None,
         system_buildpacks_dir: None,
+        sync_wait_secs: 10,
     }
 }
 

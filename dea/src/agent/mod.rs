@@ -376,6 +376,9 @@ impl Agent {
                         .publish(subjects::ROUTER_REGISTER.to_string(), &registration)
                         .await;
                 }
+                // Like dea_ng: a state change is heartbeated at once (after the route is
+                // registered), so the Cloud Controller learns it before the next heartbeat.
+                self.single_heartbeat(&instance_id).await;
             }
             Event::InstanceExited { instance_id, exit } => {
                 self.instance_exited(&instance_id, exit).await
@@ -470,9 +473,19 @@ impl Agent {
     }
 
     async fn heartbeat(&self) {
+        self.publish_heartbeat(None).await;
+    }
+
+    /// A heartbeat carrying one instance (sent when it starts and when it becomes RUNNING).
+    async fn single_heartbeat(&self, instance_id: &str) {
+        self.publish_heartbeat(Some(instance_id)).await;
+    }
+
+    async fn publish_heartbeat(&self, only: Option<&str>) {
         let droplets = self
             .instances
             .values()
+            .filter(|record| only.is_none_or(|id| record.instance_id == id))
             .map(|record| InstanceHeartbeat {
                 cc_partition: record.message.cc_partition.clone(),
                 droplet: record.message.droplet.clone(),
@@ -590,6 +603,7 @@ impl Agent {
         self.tasks
             .spawn(task.run(stop_receiver).instrument(span.clone()));
         tracing::info!(app = %message.droplet, instance = %instance_id, port, "instance starting");
+        let instance_id_for_heartbeat = instance_id.clone();
         self.instances.insert(
             instance_id.clone(),
             InstanceRecord {
@@ -605,6 +619,7 @@ impl Agent {
                 stop,
             },
         );
+        self.single_heartbeat(&instance_id_for_heartbeat).await;
     }
 
     fn matching(
