@@ -55,6 +55,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         no_dea: true,
         system_buildpacks_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/buildpacks").into(),
         dea_ports: (61000, 61999),
+        dea_memory_mb: None,
+        dea_disk_mb: 65536,
     };
     let platform = Platform::start(&up).await?;
     let result = if args.suite == "router" {

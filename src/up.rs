@@ -86,6 +86,14 @@ pub(crate) struct UpArgs {
     /// First and last host port the DEA gives to app instances.
     #[arg(long, default_value = "61000-61999", value_parser = parse_port_range)]
     pub(crate) dea_ports: (u16, u16),
+    /// Memory the DEA offers to app instances and staging, in MB (default: the host's total
+    /// memory).
+    #[arg(long)]
+    pub(crate) dea_memory_mb: Option<u64>,
+    /// Disk the DEA offers to app instances and staging, in MB (reservations: every instance
+    /// reserves its disk quota, 1 GB unless set).
+    #[arg(long, default_value_t = 65536)]
+    pub(crate) dea_disk_mb: u64,
     /// Also stop when standard input reaches end of file (used by test harnesses that start
     /// `kiln up` as a child, so it never outlives them).
     #[arg(long, hide = true)]
@@ -212,6 +220,8 @@ impl Platform {
                 },
             );
             dea_config.host_ip = args.bind.to_string();
+            dea_config.memory_mb = args.dea_memory_mb.unwrap_or_else(host_memory_mb);
+            dea_config.disk_mb = args.dea_disk_mb;
             dea::run(dea_config, bus.client.clone())
                 .await
                 .map_err(|error| error.to_string())
@@ -467,4 +477,22 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(format!("'{text}' is not a range of ports"));
     }
     Ok((first, last))
+}
+
+/// The host's total memory in MB (`MemTotal` of `/proc/meminfo`), or 8192 when unknown.
+fn host_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(8192, |kib| kib / 1024)
 }

@@ -1,5 +1,6 @@
 //! Acceptance scenarios: the real `cf` CLI against a real Kiln (or an external deployment).
 
+mod binary_app;
 mod foundation;
 mod push;
 
