@@ -101,6 +101,14 @@ impl DeaPool {
         adverts.retain(|_, (_, seen)| seen.elapsed() < ADVERT_TTL);
     }
 
+    /// Forgets a DEA that said goodbye (`dea.shutdown`): nothing more is placed on it.
+    pub fn forget(&self, dea_id: &str) {
+        self.adverts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(dea_id);
+    }
+
     /// The fresh DEA with the stack and room for `memory_mb`/`disk_mb` that has the most free
     /// memory; its reservation is taken off the advert until the DEA advertises again.
     pub fn pick(&self, stack: &str, memory_mb: i64, disk_mb: i64) -> Option<String> {
@@ -345,6 +353,22 @@ impl Stager {
                     }
                 }
             });
+            let mut goodbyes = nats
+                .subscribe(protocol::subjects::DEA_SHUTDOWN)
+                .await
+                .map_err(|error| crate::CcError::Config(format!("NATS subscribe: {error}")))?;
+            let pool = stager.pool.clone();
+            stager.spawn(async move {
+                while let Some(message) = goodbyes.next().await {
+                    match serde_json::from_slice::<protocol::dea::DeaShutdown>(&message.payload) {
+                        Ok(goodbye) => {
+                            tracing::info!(dea = %goodbye.id, "DEA shutting down: no more placements on it");
+                            pool.forget(&goodbye.id);
+                        }
+                        Err(error) => tracing::debug!(%error, "ignoring a malformed dea.shutdown"),
+                    }
+                }
+            });
             let mut heartbeats = nats
                 .subscribe(protocol::subjects::DEA_HEARTBEAT)
                 .await
@@ -457,7 +481,11 @@ impl Stager {
 
     /// Starts staging `job` in the background; the build moves on to STAGED or FAILED there.
     /// The receiver resolves once that outcome is recorded (callers may wait on it a while).
-    pub fn dispatch(self: &Arc<Self>, db: Db, job: StagingJob) -> tokio::sync::oneshot::Receiver<()> {
+    pub fn dispatch(
+        self: &Arc<Self>,
+        db: Db,
+        job: StagingJob,
+    ) -> tokio::sync::oneshot::Receiver<()> {
         let stager = self.clone();
         let (done, finished) = tokio::sync::oneshot::channel();
         self.spawn(async move {

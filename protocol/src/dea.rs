@@ -15,6 +15,18 @@ pub struct Limits {
     pub fds: u64,
 }
 
+/// `dea.shutdown`: a DEA's goodbye; it takes no more work and its instances are going away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeaShutdown {
+    pub id: String,
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub app_id_to_count: BTreeMap<String, u64>,
+}
+
 /// `dea.advertise`: a DEA's identity and spare capacity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeaAdvertise {

@@ -12,6 +12,8 @@ pub const DEA_FIND_DROPLET: &str = "dea.find.droplet";
 pub const DEA_HEARTBEAT: &str = "dea.heartbeat";
 /// DEA → CC/HM: an instance stopped or crashed ([`crate::dea::DropletExited`]).
 pub const DROPLET_EXITED: &str = "droplet.exited";
+/// DEA → all: goodbye, sent when a DEA begins shutting down ([`crate::dea::DeaShutdown`]).
+pub const DEA_SHUTDOWN: &str = "dea.shutdown";
 /// CC → DEAs: cancel staging of an app ([`crate::dea::StagingStop`]).
 pub const STAGING_STOP: &str = "staging.stop";
 

@@ -431,3 +431,129 @@ async fn apps_start_scale_and_stop_on_a_real_dea() {
     watcher.abort();
     dea.stop().await;
 }
+
+/// Uploads a static site, stages it and assigns the droplet; returns the app and a developer.
+async fn staged_app(harness: &Harness, label: &str) -> (String, String) {
+    let (app, developer, _auditor) = app_with_people(harness).await;
+    let package = new_package(harness, &app, &developer).await;
+    let bits = make_zip(&[
+        file("Staticfile", b""),
+        file("index.html", b"<h1>moving on kiln</h1>"),
+    ]);
+    let uploaded = upload(harness, &package, &developer, None, Some(&bits)).await;
+    assert_eq!(uploaded.status, 200, "{:#}", uploaded.body);
+    let build = harness
+        .post(
+            "/v3/builds",
+            &developer,
+            json!({"package": {"guid": package}}),
+        )
+        .await;
+    assert_eq!(build.status, 201, "{:#}", build.body);
+    let staged = wait_for_build(
+        harness,
+        build.body["guid"].as_str().unwrap(),
+        &developer,
+        300,
+    )
+    .await;
+    assert_eq!(staged["state"], "STAGED", "{label}: {staged:#}");
+    let assigned = harness
+        .patch(
+            &format!("/v3/apps/{app}/relationships/current_droplet"),
+            &developer,
+            json!({"data": {"guid": staged["droplet"]["guid"]}}),
+        )
+        .await;
+    assert_eq!(assigned.status, 200, "{:#}", assigned.body);
+    (app, developer)
+}
+
+/// Where each RUNNING instance of the app is, by DEA id (from `dea.find.droplet`).
+async fn running_deas(nats: &Nats, app: &str) -> Vec<String> {
+    let client = nats.client().await;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            "dea.find.droplet",
+            inbox,
+            serde_json::to_vec(&json!({"droplet": app, "states": ["RUNNING"]}))
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut deas = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), replies.next()).await
+    {
+        let body: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+        if body["state"] == "RUNNING" {
+            deas.push(body["dea"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    deas.sort();
+    deas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_move_when_their_dea_shuts_down() {
+    if !runc_usable() {
+        return;
+    }
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let (first_dea, _first_dir) = start_test_dea(&nats, "move-a").await;
+    let (second_dea, _second_dir) = start_test_dea(&nats, "move-b").await;
+    let database = databases().into_iter().next().expect("SQLite");
+    let label = database.label();
+    let harness = Harness::start_staging(database, Some(nats.client().await)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (app, developer) = staged_app(&harness, &label).await;
+    let scaled = harness
+        .post(
+            &format!("/v3/apps/{app}/processes/web/actions/scale"),
+            &developer,
+            json!({"instances": 2, "memory_in_mb": 64}),
+        )
+        .await;
+    assert_eq!(scaled.status, 202, "{:#}", scaled.body);
+    let started = harness
+        .post(
+            &format!("/v3/apps/{app}/actions/start"),
+            &developer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(started.status, 200, "{:#}", started.body);
+    assert!(all_in_state(&harness, &app, &developer, 2, "RUNNING").await);
+    // The placement rule spreads the two instances over the two DEAs.
+    let before = running_deas(&nats, &app).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_ne!(before[0], before[1], "not spread: {before:?}");
+
+    // One DEA goes away: the health manager starts its instance on the other one.
+    first_dea.stop().await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            let deas = running_deas(&nats, &app).await;
+            deas.len() == 2 && deas[0] == deas[1]
+        })
+        .await,
+        "{label}: instances did not move: {:?}",
+        running_deas(&nats, &app).await
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || all_in_state(
+            &harness, &app, &developer, 2, "RUNNING"
+        ))
+        .await,
+        "{label}: {:#?}",
+        stats(&harness, &app, &developer).await
+    );
+    harness.stop().await;
+    second_dea.stop().await;
+}

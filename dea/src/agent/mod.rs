@@ -924,6 +924,21 @@ impl Agent {
     async fn shutdown(&mut self) {
         tracing::info!(n_instances = self.instances.len(), "DEA shutting down");
         self.shutting_down = true;
+        let mut app_id_to_count = BTreeMap::new();
+        for record in self.instances.values() {
+            *app_id_to_count
+                .entry(record.message.droplet.clone())
+                .or_insert(0) += 1;
+        }
+        let goodbye = protocol::dea::DeaShutdown {
+            id: self.shared.id.clone(),
+            ip: self.shared.config.host_ip.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            app_id_to_count,
+        };
+        self.shared
+            .publish(subjects::DEA_SHUTDOWN.to_string(), &goodbye)
+            .await;
         let ids: Vec<String> = self.instances.keys().cloned().collect();
         for instance_id in &ids {
             self.unregister(instance_id).await;
