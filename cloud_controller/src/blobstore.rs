@@ -1,6 +1,6 @@
 //! The blob store: package bits, droplets, the resource cache and buildpack caches, kept through
-//! the `object_store` crate (a `LocalFileSystem` under `blobstore.local_dir` today; any other
-//! `ObjectStore` fits the same [`BlobStore`]). Keys are built only from [`BlobKey`], whose parts
+//! the `object_store` crate: a `LocalFileSystem` under `blobstore.local_dir`, or an S3-compatible
+//! bucket (`blobstore.s3`, `AmazonS3`). Keys are built only from [`BlobKey`], whose parts
 //! are checked so no request can name a path outside the store.
 
 use std::sync::Arc;
@@ -84,6 +84,25 @@ impl BlobStore {
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|error| {
             CcError::Config(format!("blobstore directory {}: {error}", dir.display()))
         })?;
+        Ok(BlobStore {
+            store: Arc::new(store),
+        })
+    }
+
+    /// A store in an S3-compatible bucket. Nothing is contacted until the first request.
+    pub fn s3(config: &crate::config::S3Config) -> Result<BlobStore, CcError> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_allow_http(config.allow_http);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let store = builder
+            .build()
+            .map_err(|error| CcError::Config(format!("blobstore.s3: {error}")))?;
         Ok(BlobStore {
             store: Arc::new(store),
         })

@@ -88,7 +88,8 @@ fn default_max_package_entries() -> usize {
     100_000
 }
 
-/// The blob store: a local directory through `object_store`'s `LocalFileSystem`.
+/// The blob store: a local directory through `object_store`'s `LocalFileSystem` (default), or an
+/// S3-compatible object store (`s3`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobstoreConfig {
@@ -96,6 +97,57 @@ pub struct BlobstoreConfig {
     /// database file. Required with PostgreSQL (there is no database directory to default to).
     #[serde(default)]
     pub local_dir: Option<std::path::PathBuf>,
+    /// An S3-compatible bucket instead of a directory (AWS S3, MinIO, Ceph RGW, …).
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible bucket holding every blob.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket name (must exist).
+    pub bucket: String,
+    /// Region (default `us-east-1`).
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Endpoint of an S3-compatible service, e.g. `http://127.0.0.1:9000`; AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Allow a plain-HTTP endpoint (default false).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<hidden>")
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+/// Where blobs live, from [`CcConfig::blobstore_target`].
+#[derive(Debug, Clone)]
+pub enum BlobstoreTarget {
+    /// A local directory.
+    Local(std::path::PathBuf),
+    /// An S3-compatible bucket.
+    S3(S3Config),
 }
 
 /// How the Cloud Controller reaches UAA.
@@ -156,7 +208,7 @@ impl CcConfig {
             return Err(CcError::Config("workers must be at least 1".into()));
         }
         self.database_target()?;
-        self.blobstore_dir()?;
+        self.blobstore_target()?;
         if let Some(internal) = &self.internal_api {
             if internal.username.is_empty() || internal.username.contains(':') {
                 return Err(CcError::Config(
@@ -175,6 +227,32 @@ impl CcConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Where blobs live: `blobstore.s3`, else the directory of [`CcConfig::blobstore_dir`].
+    pub fn blobstore_target(&self) -> Result<BlobstoreTarget, CcError> {
+        let Some(s3) = &self.blobstore.s3 else {
+            return Ok(BlobstoreTarget::Local(self.blobstore_dir()?));
+        };
+        if self.blobstore.local_dir.is_some() {
+            return Err(CcError::Config(
+                "blobstore: set either local_dir or s3, not both".into(),
+            ));
+        }
+        if s3.bucket.trim().is_empty() || s3.access_key_id.is_empty() || s3.region.is_empty() {
+            return Err(CcError::Config(
+                "blobstore.s3: bucket, region and access_key_id must not be empty".into(),
+            ));
+        }
+        if let Some(endpoint) = &s3.endpoint {
+            check_http_url("blobstore.s3.endpoint", endpoint)?;
+            if endpoint.starts_with("http://") && !s3.allow_http {
+                return Err(CcError::Config(
+                    "blobstore.s3.endpoint is plain http: set allow_http: true to use it".into(),
+                ));
+            }
+        }
+        Ok(BlobstoreTarget::S3(s3.clone()))
     }
 
     /// The blob store directory: `blobstore.local_dir`, or `blobstore/` beside a SQLite database.

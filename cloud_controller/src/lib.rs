@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, HttpServer};
 
-pub use config::{BlobstoreConfig, CcConfig, InternalApiConfig, UaaConfig};
+pub use config::{BlobstoreConfig, CcConfig, InternalApiConfig, S3Config, UaaConfig};
 
 /// Why the Cloud Controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,10 @@ pub async fn run_with_nats(
     .map_err(|error| CcError::Database(format!("bootstrap task failed: {error}")))?
     .map_err(|error| CcError::Database(format!("bootstrap: {error} {:?}", error.internal)))?;
 
-    let blobs = blobstore::BlobStore::local(&config.blobstore_dir()?)?;
+    let blobs = match config.blobstore_target()? {
+        config::BlobstoreTarget::Local(dir) => blobstore::BlobStore::local(&dir)?,
+        config::BlobstoreTarget::S3(s3) => blobstore::BlobStore::s3(&s3)?,
+    };
     if let Some(dir) = &config.system_buildpacks_dir {
         system_buildpacks::install(dir, &db, &blobs).await?;
     }

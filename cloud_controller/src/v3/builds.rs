@@ -112,7 +112,10 @@ async fn create(
     );
     let finished = state.stager.dispatch(state.db.clone(), job);
     // Fast staging is answered as done, so the CLI's first (immediate) poll needs no second.
-    if tokio::time::timeout(state.sync_wait, finished).await.is_ok() {
+    if tokio::time::timeout(state.sync_wait, finished)
+        .await
+        .is_ok()
+    {
         let base = state.external_url.clone();
         let done = state
             .db

@@ -327,7 +327,9 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
         }
         let version = stager.run_state().new_version(&after.guid);
         let indices: Vec<u32> = (0..new).collect();
-        stager.run_state().clear_crashes(&plan.app.guid, Some(&indices));
+        stager
+            .run_state()
+            .clear_crashes(&plan.app.guid, Some(&indices));
         start_instances(
             stager,
             &plan,
@@ -348,7 +350,9 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
         // the new version is used for the added indices only and becomes current.
         let version = stager.run_state().new_version(&after.guid);
         let indices: Vec<u32> = (old..new).collect();
-        stager.run_state().clear_crashes(&plan.app.guid, Some(&indices));
+        stager
+            .run_state()
+            .clear_crashes(&plan.app.guid, Some(&indices));
         start_instances(
             stager,
             &plan,

@@ -6,6 +6,7 @@ mod support;
 
 mod apps;
 mod auth;
+mod blobstore_s3;
 mod builds_droplets;
 mod config;
 mod manifests;

@@ -512,7 +512,7 @@ async fn instances_move_when_their_dea_shuts_down() {
     let label = database.label();
     let harness = Harness::start_staging(database, Some(nats.client().await)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (app, developer) = staged_app(&harness, &label).await;
+    let (app, developer) = staged_app(&harness, label).await;
     let scaled = harness
         .post(
             &format!("/v3/apps/{app}/processes/web/actions/scale"),

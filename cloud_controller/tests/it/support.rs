@@ -295,6 +295,7 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         blobstore: BlobstoreConfig {
             // SQLite: the default, beside the database in the test's tempdir.
             local_dir: postgres_database_name(database_url).map(|name| postgres_blob_dir(&name)),
+            s3: None,
         },
         max_package_bytes: 1024 * 1024,
         max_package_entries: 50,
@@ -408,6 +409,22 @@ impl Harness {
         });
         config.system_buildpacks_dir = Some(system_buildpacks_dir());
         let cc = cloud_controller::run_with_nats(config, listener, nats)
+            .await
+            .expect("cc starts");
+        Harness::assemble(database, issuer, cc, base)
+    }
+
+    /// A CC whose config `adjust` changes first (no NATS).
+    pub(crate) async fn start_with(
+        database: TestDatabase,
+        adjust: impl FnOnce(&mut CcConfig),
+    ) -> Harness {
+        let issuer = TestIssuer::start().await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = cc_config(database.url(), &base, &issuer.url);
+        adjust(&mut config);
+        let cc = cloud_controller::run(config, listener)
             .await
             .expect("cc starts");
         Harness::assemble(database, issuer, cc, base)
