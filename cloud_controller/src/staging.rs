@@ -236,6 +236,29 @@ impl RunState {
             .insert(process_guid.to_owned(), issued.map(str::to_owned).collect());
     }
 
+    /// The versions issued to the process that are known, without inventing one (reads must
+    /// not: after a restart the health manager adopts the versions DEAs run).
+    pub fn known_versions(&self, process_guid: &str) -> Vec<String> {
+        let mut known = self
+            .issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(process_guid)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(current) = self
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(process_guid)
+        {
+            if !known.contains(current) {
+                known.push(current.clone());
+            }
+        }
+        known
+    }
+
     /// A new version for the process.
     pub fn new_version(&self, process_guid: &str) -> String {
         let version = crate::store::new_guid();

@@ -411,8 +411,13 @@ pub async fn routes_changed(state: &AppState, app_ids: Vec<i32>) {
     }
 }
 
-/// Every `dea.find.droplet` reply for the app within [`FIND_WINDOW`].
-pub async fn find_instances(stager: &Stager, app_guid: &str) -> Vec<FindDropletResponse> {
+/// Every `dea.find.droplet` reply for the app within [`FIND_WINDOW`]; with `complete`, the
+/// collection ends early once the replies satisfy it (e.g. every desired index answered).
+pub async fn find_instances(
+    stager: &Stager,
+    app_guid: &str,
+    complete: Option<&(dyn Fn(&[FindDropletResponse]) -> bool + Sync)>,
+) -> Vec<FindDropletResponse> {
     let Some(nats) = stager.nats() else {
         return Vec::new();
     };
@@ -443,6 +448,9 @@ pub async fn find_instances(stager: &Stager, app_guid: &str) -> Vec<FindDropletR
             Ok(response) => found.push(response),
             Err(error) => tracing::debug!(%error, "ignoring a malformed dea.find.droplet reply"),
         }
+        if complete.is_some_and(|complete| complete(&found)) {
+            break;
+        }
     }
     let _ = replies.unsubscribe().await;
     found
@@ -468,7 +476,19 @@ pub async fn process_stats(stager: &Stager, app: &AppRow, process: &ProcessRow) 
         .unwrap_or_else(|e| e.into_inner())
         .get(&process.guid)
         .cloned();
-    let replies = find_instances(stager, &app.guid).await;
+    // Stop listening as soon as every desired index answered RUNNING at a version of this
+    // process: the usual case costs one round trip instead of the whole window.
+    let issued = stager.run_state().known_versions(&process.guid);
+    let every_index_running = |found: &[FindDropletResponse]| {
+        (0..desired).all(|index| {
+            found.iter().any(|reply| {
+                reply.index == index
+                    && reply.state == InstanceState::Running
+                    && issued.contains(&reply.version)
+            })
+        })
+    };
+    let replies = find_instances(stager, &app.guid, Some(&every_index_running)).await;
     let crashes = stager
         .run_state()
         .crashes
@@ -650,7 +670,7 @@ async fn restart_instance(
         // Stop the running instance by its id, not by index: the DEA may handle the start below
         // before this stop (they travel on different subjects), and a stop by index would then
         // take the new instance down too.
-        let running: Vec<String> = find_instances(&state.stager, &plan.app.guid)
+        let running: Vec<String> = find_instances(&state.stager, &plan.app.guid, None)
             .await
             .into_iter()
             .filter(|found| found.index == index)
