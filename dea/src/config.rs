@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::agent::DeaError;
 use crate::container::RuncConfig;
+use crate::network::Ipv4Cidr;
 
 /// Configuration of one DEA. Only `base_dir` and `port_range` are required.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +68,82 @@ pub struct DeaConfig {
     /// How runc is run.
     #[serde(default)]
     pub runc: RuncSettings,
+    /// How instances are networked: the host's network (default) or a namespace each.
+    #[serde(default)]
+    pub network: NetworkSettings,
+}
+
+/// Instance networking. In `isolated` mode every instance gets its own network namespace with a
+/// veth pair and a /30 from `pool_cidr`; the DEA proxies its host port to `<container ip>:8080`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// `host` (default) or `isolated`.
+    #[serde(default)]
+    pub mode: NetworkMode,
+    /// The container address pool, cut into /30s. Default `10.254.0.0/16`.
+    #[serde(default = "default_pool_cidr")]
+    pub pool_cidr: Ipv4Cidr,
+    /// Containers may open connections beyond the host (forwarding + nftables masquerade).
+    /// Default false.
+    #[serde(default)]
+    pub egress: bool,
+    /// Host loopback services containers may reach at their gateway address (`kiln-host`).
+    #[serde(default)]
+    pub host_ports: Vec<u16>,
+}
+
+/// Where instances live on the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// The host's network namespace; the app listens on a DEA-assigned host `$PORT`.
+    #[default]
+    Host,
+    /// A network namespace per instance; the app listens on 8080.
+    Isolated,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            mode: NetworkMode::default(),
+            pool_cidr: default_pool_cidr(),
+            egress: false,
+            host_ports: Vec::new(),
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// The pool is not the resolver range, no host route and big enough; ports are distinct.
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for port in &self.host_ports {
+            if *port == 0 || !seen.insert(*port) {
+                return Err(format!("network.host_ports: {port} is 0 or listed twice"));
+            }
+        }
+        if self.mode == NetworkMode::Isolated {
+            if let Some(conflict) = crate::network::pool_conflict(
+                &self.pool_cidr,
+                &crate::network::host_routes(),
+                &crate::network::host_nameservers(),
+            ) {
+                return Err(format!("network.pool_cidr {} {conflict}", self.pool_cidr));
+            }
+        }
+        Ok(())
+    }
+
+    /// The network layer's options, when isolated.
+    pub(crate) fn isolated_options(&self) -> Option<crate::network::NetworkOptions> {
+        (self.mode == NetworkMode::Isolated).then(|| crate::network::NetworkOptions {
+            pool: self.pool_cidr,
+            egress: self.egress,
+            host_ports: self.host_ports.clone(),
+        })
+    }
 }
 
 /// The OCI runtime's settings; its state and bundles live under `<base_dir>/containers`.
@@ -153,6 +230,9 @@ fn default_runc_binary() -> PathBuf {
 fn default_cgroup_parent() -> String {
     "kiln".to_string()
 }
+fn default_pool_cidr() -> Ipv4Cidr {
+    Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 254, 0, 0), 16).expect("a valid network")
+}
 
 impl DeaConfig {
     /// A configuration with every default, for `base_dir` and `port_range`.
@@ -175,6 +255,7 @@ impl DeaConfig {
             staging_disk_mb: default_staging_disk_mb(),
             max_staging_duration_secs: default_max_staging_duration_secs(),
             runc: RuncSettings::default(),
+            network: NetworkSettings::default(),
         }
     }
 
@@ -232,6 +313,7 @@ impl DeaConfig {
         if self.base_dir.as_os_str().is_empty() {
             return fail("base_dir must not be empty".to_string());
         }
+        self.network.validate().map_err(DeaError::Config)?;
         Ok(())
     }
 
@@ -278,6 +360,48 @@ mod tests {
         assert_eq!(config.stop_grace_secs, 10);
         assert_eq!(config.runc.cgroup_parent, "kiln");
         assert_eq!(config.id, None);
+        assert_eq!(config.network.mode, NetworkMode::Host);
+        assert_eq!(config.network.pool_cidr.to_string(), "10.254.0.0/16");
+        assert!(!config.network.egress);
+        assert_eq!(config.network.host_ports, [5432]);
+    }
+
+    #[test]
+    fn network_settings() {
+        let config = DeaConfig::from_yaml(
+            "base_dir: /x\nport_range: 1-2\nnetwork:\n  mode: isolated\n  pool_cidr: 10.254.8.0/24\n  egress: true\n  host_ports: [5432, 4222]\n",
+        )
+        .unwrap();
+        assert_eq!(config.network.mode, NetworkMode::Isolated);
+        assert_eq!(config.network.pool_cidr.prefix_len(), 24);
+        let options = config.network.isolated_options().unwrap();
+        assert!(options.egress);
+        assert_eq!(options.host_ports, [5432, 4222]);
+        let minimal = DeaConfig::from_yaml("base_dir: /x\nport_range: 1-2\n").unwrap();
+        assert_eq!(minimal.network.mode, NetworkMode::Host);
+        assert!(minimal.network.isolated_options().is_none());
+        for bad in [
+            "network: {mode: bridge}",
+            "network: {pool_cidr: 10.254.0.1/16}",
+            "network: {pool: 10.254.0.0/16}",
+        ] {
+            let text = format!("base_dir: /x\nport_range: 1-2\n{bad}\n");
+            assert!(DeaConfig::from_yaml(&text).is_err(), "{bad}");
+        }
+        let mut config = DeaConfig::new("/x".into(), PortRange { first: 5, last: 10 });
+        config.network.mode = NetworkMode::Isolated;
+        config.network.pool_cidr = "10.255.0.0/16".parse().unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("10.255.255.0/24"), "{error}");
+        config.network.pool_cidr = "10.254.0.0/28".parse().unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("too small"));
+        config.network.mode = NetworkMode::Host;
+        config.network.host_ports = vec![5432, 5432];
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   staging containers, producing a droplet `.tgz`.
 //! - `launch`: running a droplet — extraction, CF's instance environment, the launcher, health
 //!   checks.
+//! - `network`: per-container network isolation (`network.mode: isolated`): namespaces, veth
+//!   pairs from an address pool, nftables rules, and the userspace TCP proxies.
 //! - `config`: the typed configuration, [`DeaConfig`].
 //! - `agent`: the NATS agent, [`run`] → [`DeaServer`]: advertisements, staging requests, start,
 //!   stop, update, find and heartbeat messages, route registration.
@@ -13,6 +15,7 @@ mod agent;
 pub mod config;
 pub mod container;
 pub mod launch;
+pub mod network;
 pub mod staging;
 
 pub use agent::{run, DeaError, DeaServer, StagingLogLine};

@@ -444,6 +444,9 @@ impl<'a> Stager<'a> {
             home_dir: self.home.clone(),
             bind_mounts,
             limits: self.request.limits,
+            // Staging keeps the host network in every `network.mode`: buildpacks install
+            // dependencies from the package registries and caches the host reaches.
+            network: None,
         };
         let (sender, mut receiver) = mpsc::channel(256);
         let container = self.runtime.start(spec, sender).await?;

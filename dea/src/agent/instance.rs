@@ -1,8 +1,10 @@
 //! One instance's life, as a task the main loop owns: fetch the droplet (cached by SHA-1),
 //! extract it, start the container through the launcher, health-check it, then wait for its
 //! exit or a stop request. It reports `InstanceStarted`, `InstanceHealthy` and finally
-//! `InstanceExited`, and removes the instance's directory.
+//! `InstanceExited`, and removes the instance's directory. In isolated mode it also owns the
+//! instance's network attachment (namespace, veth pair, proxies) for exactly that long.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,8 @@ use crate::container::{Container, ContainerRuntime, ExitStatus, Limits, OutputLi
 use crate::launch::health::{
     probe, wait_until_healthy, HealthCheck, HealthCheckConfig, HealthError,
 };
-use crate::launch::{self, AppMetadata, InstanceEnvironment};
+use crate::launch::{self, AppMetadata, InstanceEnvironment, InstanceNetwork};
+use crate::network::{Attachment, CONTAINER_PORT};
 
 /// How an instance ended, for `droplet.exited`.
 #[derive(Debug, Clone)]
@@ -68,20 +71,22 @@ impl InstanceTask {
     }
 
     pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let (output_sender, mut output) = mpsc::channel::<OutputLine>(256);
-        let lifecycle = self.lifecycle(&mut stop, output_sender);
-        tokio::pin!(lifecycle);
-        // App output goes to the log until loggregator takes it; the container blocks while
-        // the channel is full, so keep receiving.
-        let exit = loop {
-            tokio::select! {
-                exit = &mut lifecycle => break exit,
-                Some(line) = output.recv() => {
-                    tracing::debug!(target: "dea::app_log", app = %self.message.droplet, instance = %self.instance_id, stream = super::stream_name(line.stream), line = %line.line);
-                }
+        // Isolated mode: the namespace, veth pair and proxies exist before the container and
+        // are removed after it (the attachment is released below, or torn down when dropped).
+        let attachment = match &self.shared.network {
+            None => Ok(None),
+            Some(network) => network.attach(Some(self.port)).await.map(Some),
+        };
+        let exit = match &attachment {
+            Ok(attachment) => self.supervise(&mut stop, attachment.as_ref()).await,
+            Err(error) => {
+                tracing::warn!(%error, "instance network setup failed");
+                ExitInfo::failed(format!("setting up the container network: {error}"))
             }
         };
-        drop(output);
+        if let Ok(Some(attachment)) = attachment {
+            attachment.release().await;
+        }
         let dir = self.instance_dir();
         if let Err(error) = tokio::fs::remove_dir_all(&dir).await {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -98,14 +103,36 @@ impl InstanceTask {
             .await;
     }
 
+    /// Runs the lifecycle while logging the app's output.
+    async fn supervise(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        attachment: Option<&Attachment>,
+    ) -> ExitInfo {
+        let (output_sender, mut output) = mpsc::channel::<OutputLine>(256);
+        let lifecycle = self.lifecycle(stop, output_sender, attachment);
+        tokio::pin!(lifecycle);
+        // App output goes to the log until loggregator takes it; the container blocks while
+        // the channel is full, so keep receiving.
+        loop {
+            tokio::select! {
+                exit = &mut lifecycle => break exit,
+                Some(line) = output.recv() => {
+                    tracing::debug!(target: "dea::app_log", app = %self.message.droplet, instance = %self.instance_id, stream = super::stream_name(line.stream), line = %line.line);
+                }
+            }
+        }
+    }
+
     async fn lifecycle(
         &self,
         stop: &mut watch::Receiver<bool>,
         output: mpsc::Sender<OutputLine>,
+        attachment: Option<&Attachment>,
     ) -> ExitInfo {
         let grace = self.shared.config.stop_grace();
         let started = tokio::select! {
-            started = self.start(output) => started,
+            started = self.start(output, attachment) => started,
             // Dropping `start` drops (kills) a container it may have created.
             _ = stop_requested(stop) => return ExitInfo::failed("stopped while starting".into()),
         };
@@ -182,6 +209,7 @@ impl InstanceTask {
     async fn start(
         &self,
         output: mpsc::Sender<OutputLine>,
+        attachment: Option<&Attachment>,
     ) -> Result<(Arc<dyn Container>, Option<HealthCheckConfig>), String> {
         let message = &self.message;
         let droplet = self.droplet().await?;
@@ -196,12 +224,23 @@ impl InstanceTask {
         let command = staging_info
             .start_command(message.start_command.as_deref())
             .map_err(|error| error.to_string())?;
+        // On the host network the app listens on its host port; in its own namespace on 8080,
+        // which the DEA's proxy serves on the host port and the health check probes directly.
+        let (app_port, probe_host) = match attachment {
+            None => (self.port, self.shared.host_ip),
+            Some(attachment) => (CONTAINER_PORT, IpAddr::V4(attachment.container_ip())),
+        };
         let environment = InstanceEnvironment {
             app: app_metadata(message),
             instance_guid: self.instance_id.clone(),
             instance_index: message.index,
-            port: self.port,
+            port: app_port,
             host_ip: self.shared.config.host_ip.clone(),
+            network: attachment.map(|attachment| InstanceNetwork {
+                host_port: self.port,
+                container_ip: attachment.container_ip().to_string(),
+                gateway: attachment.gateway().to_string(),
+            }),
             memory_mb: message.limits.mem,
             disk_mb: message.limits.disk,
             fds: message.limits.fds,
@@ -220,7 +259,7 @@ impl InstanceTask {
             ..defaults
         };
         let container_id = format!("i-{}", self.instance_id);
-        let spec = launch::instance_container_spec(
+        let mut spec = launch::instance_container_spec(
             &container_id,
             &home,
             &command,
@@ -229,6 +268,7 @@ impl InstanceTask {
             limits,
             Vec::new(),
         );
+        spec.network = attachment.map(Attachment::namespace);
         let container: Arc<dyn Container> = Arc::from(
             self.shared
                 .runtime
@@ -237,9 +277,9 @@ impl InstanceTask {
                 .map_err(|error| format!("starting the container: {error}"))?,
         );
         let check = match message.health_check_type.as_deref() {
-            None | Some("") | Some("port") => Some(HealthCheck::Port { port: self.port }),
+            None | Some("") | Some("port") => Some(HealthCheck::Port { port: app_port }),
             Some("http") => Some(HealthCheck::Http {
-                port: self.port,
+                port: app_port,
                 endpoint: message
                     .health_check_http_endpoint
                     .clone()
@@ -253,11 +293,11 @@ impl InstanceTask {
                     health_check_type = other,
                     "unknown health check type; using port"
                 );
-                Some(HealthCheck::Port { port: self.port })
+                Some(HealthCheck::Port { port: app_port })
             }
         };
         let health = check.map(|check| {
-            let mut config = HealthCheckConfig::new(check, self.shared.host_ip);
+            let mut config = HealthCheckConfig::new(check, probe_host);
             if let Some(timeout) = message.health_check_timeout.filter(|t| *t > 0) {
                 config.start_timeout = Duration::from_secs(timeout);
             }

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::config::DeaConfig;
 use crate::container::{Container, RuncRuntime, Stream};
+use crate::network::Network;
 
 pub use staging_task::StagingLogLine;
 
@@ -42,6 +43,8 @@ pub enum DeaError {
     },
     #[error("subscribing to {subject}: {message}")]
     Subscribe { subject: String, message: String },
+    #[error("isolated container network: {0}")]
+    Network(#[from] crate::network::NetworkError),
 }
 
 /// A running DEA.
@@ -111,6 +114,10 @@ pub async fn run(config: DeaConfig, nats: async_nats::Client) -> Result<DeaServe
         .host_ip
         .parse()
         .map_err(|_| DeaError::Config(format!("host_ip `{}`", config.host_ip)))?;
+    let network = match config.network.isolated_options() {
+        Some(options) => Some(Network::start(options).await?),
+        None => None,
+    };
 
     let subscribe = |subject: String| {
         let nats = nats.clone();
@@ -155,6 +162,7 @@ pub async fn run(config: DeaConfig, nats: async_nats::Client) -> Result<DeaServe
             .map_err(|error| DeaError::Config(format!("HTTP client: {error}")))?,
         nats: nats.clone(),
         host_ip,
+        network,
         staging_logs: staging_logs.clone(),
         events,
         config,
@@ -210,6 +218,8 @@ struct Shared {
     http: reqwest::Client,
     nats: async_nats::Client,
     host_ip: IpAddr,
+    /// The isolated network (`network.mode: isolated`); `None` on the host network.
+    network: Option<Arc<Network>>,
     staging_logs: broadcast::Sender<StagingLogLine>,
     events: mpsc::Sender<Event>,
 }
@@ -335,6 +345,10 @@ impl Agent {
                 }
             };
             self.handle(event).await;
+        }
+        // Every instance is gone, and with it every veth and namespace; the rules go last.
+        if let Some(network) = self.shared.network.clone() {
+            network.stop().await;
         }
         if let Err(error) = self.shared.nats.flush().await {
             tracing::warn!(%error, "NATS flush failed");

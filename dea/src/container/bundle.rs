@@ -91,12 +91,21 @@ pub(crate) fn write_bundle(
     fs::create_dir(&etc)?;
     fs::write(etc.join("passwd"), passwd())?;
     fs::write(etc.join("group"), group())?;
-    fs::write(
-        etc.join("hosts"),
-        format!("127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost ip6-loopback\n"),
-    )?;
-    // The container shares the host's network, so the host's resolvers are reachable.
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut hosts =
+        format!("127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost ip6-loopback\n");
+    let resolv = match &spec.network {
+        // The container shares the host's network, so the host's resolvers are reachable.
+        None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        // Its own namespace: the hostname must resolve locally, or libc asks an unreachable
+        // resolver and waits (the 10-second stall of `socket.getfqdn()`).
+        Some(network) => {
+            for (address, name) in &network.extra_hosts {
+                hosts.push_str(&format!("{address} {name}\n"));
+            }
+            network.resolv_conf.clone()
+        }
+    };
+    fs::write(etc.join("hosts"), hosts)?;
     fs::write(etc.join("resolv.conf"), resolv)?;
     for file in ["passwd", "group", "hosts", "resolv.conf"] {
         fs::set_permissions(etc.join(file), fs::Permissions::from_mode(0o644))?;
@@ -195,6 +204,17 @@ pub(crate) fn config_json(
         );
     }
 
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if let Some(network) = &spec.network {
+        // runc joins the namespace the DEA has already wired, so the container's network is
+        // complete before its first instruction runs.
+        namespaces.push(json!({"type": "network", "path": network.path}));
+    }
     let no_capabilities: Vec<String> = Vec::new();
     json!({
         "ociVersion": "1.0.2",
@@ -217,7 +237,7 @@ pub(crate) fn config_json(
         "hostname": hostname(spec),
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "namespaces": namespaces,
             "cgroupsPath": cgroups_path,
             "resources": {
                 "devices": [{"allow": false, "access": "rwm"}],
@@ -256,6 +276,7 @@ mod tests {
                 writable: false,
             }],
             limits: Limits::default(),
+            network: None,
         }
     }
 
@@ -284,5 +305,22 @@ mod tests {
         assert!(position("/etc") < position("/etc/passwd"));
         assert_eq!(mounts[position("/tmp/app")]["options"][1], "ro");
         assert_eq!(mounts[position("/home/vcap")]["options"][1], "rw");
+        let namespaces = config["linux"]["namespaces"].as_array().unwrap();
+        assert!(!namespaces.iter().any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn an_isolated_container_joins_its_prepared_namespace() {
+        let mut spec = spec();
+        spec.network = Some(crate::container::NetworkNamespace {
+            path: "/run/netns/kiln-0afe0000".into(),
+            extra_hosts: vec![("10.254.0.1".parse().unwrap(), "kiln-host".into())],
+            resolv_conf: "nameserver 127.0.0.1\n".into(),
+        });
+        let config = config_json(&spec, Path::new("/b/etc"), &[], "/kiln/abc");
+        let namespaces = config["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            namespaces.contains(&json!({"type": "network", "path": "/run/netns/kiln-0afe0000"}))
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! Every container gets the same shape (see `reference/containers.md`, "A bundle that worked"): a
 //! read-only root made of the host's `/usr` and `/etc` with generated `passwd`, `group`, `hosts`
 //! and `resolv.conf` on top, a writable `/home/vcap` owned by uid 2000, a tmpfs `/tmp`, no
-//! capabilities, its own pid/ipc/uts/mount namespaces, the host network, and cgroup v1 limits.
+//! capabilities, its own pid/ipc/uts/mount namespaces, the host network (or a prepared network
+//! namespace, `ContainerSpec::network`), and cgroup v1 limits.
 //! The command runs under a small init (PID 1) that forwards signals and reaps orphans.
 
 mod bundle;
@@ -49,6 +50,20 @@ pub struct ContainerSpec {
     /// Further bind mounts, in order.
     pub bind_mounts: Vec<BindMount>,
     pub limits: Limits,
+    /// A prepared network namespace to join; `None` shares the host's network.
+    pub network: Option<NetworkNamespace>,
+}
+
+/// An isolated container's network: a namespace the DEA has wired (see `crate::network`), and
+/// what its `/etc/hosts` and `/etc/resolv.conf` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkNamespace {
+    /// A bind-mounted namespace file, e.g. `/run/netns/kiln-0afe0000`.
+    pub path: PathBuf,
+    /// Lines added to `/etc/hosts` after `localhost` (e.g. the gateway as `kiln-host`).
+    pub extra_hosts: Vec<(std::net::IpAddr, String)>,
+    /// The complete `/etc/resolv.conf`.
+    pub resolv_conf: String,
 }
 
 /// A host path bound into the container.

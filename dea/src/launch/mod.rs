@@ -197,6 +197,7 @@ pub fn instance_container_spec(
         home_dir: home_dir.to_path_buf(),
         bind_mounts,
         limits,
+        network: None,
     }
 }
 
@@ -218,6 +219,18 @@ pub struct AppMetadata {
     pub process_type: String,
 }
 
+/// Where an instance in its own network namespace is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceNetwork {
+    /// The host port the DEA proxies to the app (`CF_INSTANCE_PORT`, the route's port).
+    pub host_port: u16,
+    /// The container's address (`CF_INSTANCE_INTERNAL_IP`).
+    pub container_ip: String,
+    /// The host side of its veth, where allow-listed host ports are served
+    /// (`KILN_HOST_GATEWAY`, `kiln-host` in `/etc/hosts`).
+    pub gateway: String,
+}
+
 /// One instance's environment, assembled as Diego and CF's launcher do (`reference/buildpacks.md`
 /// §3.3): later sources win, and user env cannot shadow the system variables that follow it.
 #[derive(Debug, Clone)]
@@ -225,10 +238,12 @@ pub struct InstanceEnvironment {
     pub app: AppMetadata,
     pub instance_guid: String,
     pub instance_index: u32,
-    /// The app port inside the container; with the host network also the host port.
+    /// The app port inside the container (`PORT`); with the host network also the host port.
     pub port: u16,
     /// The cell's IP address (`CF_INSTANCE_IP`).
     pub host_ip: String,
+    /// The instance's own network namespace (isolated mode), `None` on the host network.
+    pub network: Option<InstanceNetwork>,
     pub memory_mb: u64,
     pub disk_mb: u64,
     pub fds: u64,
@@ -289,15 +304,23 @@ impl InstanceEnvironment {
         if let Some(url) = database_url(&self.vcap_services) {
             env.set("DATABASE_URL", &url);
         }
-        let address = format!("{}:{}", self.host_ip, self.port);
+        // As Diego sets them: the external (host) port and address, the container's own IP.
+        let (external_port, internal_ip) = match &self.network {
+            Some(network) => (network.host_port, network.container_ip.as_str()),
+            None => (self.port, self.host_ip.as_str()),
+        };
+        let address = format!("{}:{}", self.host_ip, external_port);
         env.set("CF_INSTANCE_IP", &self.host_ip);
-        env.set("CF_INSTANCE_INTERNAL_IP", &self.host_ip);
-        env.set("CF_INSTANCE_PORT", &self.port.to_string());
+        env.set("CF_INSTANCE_INTERNAL_IP", internal_ip);
+        env.set("CF_INSTANCE_PORT", &external_port.to_string());
         env.set("CF_INSTANCE_ADDR", &address);
         env.set(
             "CF_INSTANCE_PORTS",
-            &json!([{"external": self.port, "internal": self.port}]).to_string(),
+            &json!([{"external": external_port, "internal": self.port}]).to_string(),
         );
+        if let Some(network) = &self.network {
+            env.set("KILN_HOST_GATEWAY", &network.gateway);
+        }
         env.set("USER", "vcap");
         // The launcher's own fix-ups.
         env.set("HOME", APP_DIR);
@@ -392,6 +415,7 @@ mod tests {
             instance_index: 2,
             port: 61001,
             host_ip: "10.0.0.5".into(),
+            network: None,
             memory_mb: 256,
             disk_mb: 1024,
             fds: 16384,
@@ -431,6 +455,31 @@ mod tests {
         assert_eq!(vcap["application_uris"], json!(["dora.example.com"]));
         assert!(vcap.get("users").is_none());
         assert_eq!(env.iter().filter(|(n, _)| n == "SHARED").count(), 1);
+        assert_eq!(get("KILN_HOST_GATEWAY"), None);
+    }
+
+    #[test]
+    fn an_isolated_instance_listens_on_8080_and_is_reached_through_its_host_port() {
+        let mut environment = environment();
+        environment.port = 8080;
+        environment.network = Some(InstanceNetwork {
+            host_port: 61001,
+            container_ip: "10.254.0.2".into(),
+            gateway: "10.254.0.1".into(),
+        });
+        let env = environment.to_env();
+        let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("PORT"), Some("8080"));
+        assert_eq!(get("VCAP_APP_PORT"), Some("8080"));
+        assert_eq!(get("CF_INSTANCE_IP"), Some("10.0.0.5"));
+        assert_eq!(get("CF_INSTANCE_INTERNAL_IP"), Some("10.254.0.2"));
+        assert_eq!(get("CF_INSTANCE_PORT"), Some("61001"));
+        assert_eq!(get("CF_INSTANCE_ADDR"), Some("10.0.0.5:61001"));
+        assert_eq!(
+            get("CF_INSTANCE_PORTS"),
+            Some(r#"[{"external":61001,"internal":8080}]"#)
+        );
+        assert_eq!(get("KILN_HOST_GATEWAY"), Some("10.254.0.1"));
     }
 
     #[test]

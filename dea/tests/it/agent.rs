@@ -84,7 +84,7 @@ impl Drop for Nats {
 
 /// Blobs by path: GET serves them, POST stores the body. Paths under `/private/` need the
 /// package credentials.
-struct BlobServer {
+pub(crate) struct BlobServer {
     port: u16,
     blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     gets: Arc<Mutex<Vec<String>>>,
@@ -201,7 +201,7 @@ impl BlobServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn put(&self, path: &str, blob: Vec<u8>) {
+    pub(crate) fn put(&self, path: &str, blob: Vec<u8>) {
         self.blobs.lock().unwrap().insert(path.to_string(), blob);
     }
 
@@ -269,7 +269,7 @@ fn droplet(h: &Harness, command: &str) -> Vec<u8> {
     std::fs::read(archive).unwrap()
 }
 
-fn sha1_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha1_hex(bytes: &[u8]) -> String {
     let output = Command::new("sha1sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -283,17 +283,22 @@ fn sha1_hex(bytes: &[u8]) -> String {
 }
 
 /// Everything one test needs: runc, NATS, the blob server and a running DEA.
-struct World {
-    h: Harness,
+pub(crate) struct World {
+    pub(crate) h: Harness,
     _nats: Nats,
-    bus: async_nats::Client,
-    blobs: BlobServer,
+    pub(crate) bus: async_nats::Client,
+    pub(crate) blobs: BlobServer,
     dea: Option<DeaServer>,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl World {
     async fn start() -> Option<World> {
+        World::start_with(|_| {}).await
+    }
+
+    /// A World whose DEA configuration `configure` adjusts first.
+    pub(crate) async fn start_with(configure: impl FnOnce(&mut DeaConfig)) -> Option<World> {
         let h = harness().await?;
         let nats = Nats::start().await?;
         let bus = nats.client().await;
@@ -312,6 +317,7 @@ impl World {
         config.stop_grace_secs = 2;
         config.liveness_check_interval_secs = 1;
         config.runc.cgroup_parent = "kiln-test".into();
+        configure(&mut config);
         let dea = dea::run(config, nats.client().await)
             .await
             .expect("the DEA starts");
@@ -326,7 +332,7 @@ impl World {
         })
     }
 
-    async fn subscribe(&self, subject: &str) -> async_nats::Subscriber {
+    pub(crate) async fn subscribe(&self, subject: &str) -> async_nats::Subscriber {
         let subscriber = self.bus.subscribe(subject.to_string()).await.unwrap();
         // The server has processed the subscription once it echoes a later message back.
         let inbox = self.bus.new_inbox();
@@ -338,7 +344,7 @@ impl World {
         subscriber
     }
 
-    async fn publish(&self, subject: String, payload: impl Into<Vec<u8>>) {
+    pub(crate) async fn publish(&self, subject: String, payload: impl Into<Vec<u8>>) {
         self.bus
             .publish(subject, payload.into().into())
             .await
@@ -346,7 +352,7 @@ impl World {
         self.bus.flush().await.unwrap();
     }
 
-    fn start_message(&self, app: &str, droplet_path: &str, sha1: &str) -> StartMessage {
+    pub(crate) fn start_message(&self, app: &str, droplet_path: &str, sha1: &str) -> StartMessage {
         StartMessage {
             droplet: app.to_string(),
             name: "site".into(),
@@ -372,7 +378,7 @@ impl World {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(dea) = self.dea.take() {
             tokio::time::timeout(Duration::from_secs(60), dea.stop())
                 .await
@@ -381,12 +387,12 @@ impl World {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap()
 }
 
 /// The next message on `subscriber` that parses as `T` and satisfies `accept`, within `secs`.
-async fn next_matching<T: serde::de::DeserializeOwned>(
+pub(crate) async fn next_matching<T: serde::de::DeserializeOwned>(
     subscriber: &mut async_nats::Subscriber,
     secs: u64,
     what: &str,

@@ -6,4 +6,5 @@ mod support;
 
 mod agent;
 mod container;
+mod network;
 mod staging;

@@ -98,6 +98,7 @@ impl Harness {
             hostname: None,
             bind_mounts: Vec::new(),
             limits: Limits::default(),
+            network: None,
         }
     }
 
@@ -289,6 +290,7 @@ impl Harness {
             instance_index: 0,
             port,
             host_ip: "127.0.0.1".into(),
+            network: None,
             memory_mb: 256,
             disk_mb: 1024,
             fds: 16384,
