@@ -49,6 +49,8 @@ pub struct AppState {
     pub stager: std::sync::Arc<crate::staging::Stager>,
     /// How long builds and starts wait for their work before answering (`sync_wait_secs`).
     pub sync_wait: std::time::Duration,
+    /// Service broker work (catalogs, instances, bindings) as owned background tasks.
+    pub services: std::sync::Arc<crate::service_jobs::ServiceRunner>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
         db: Db,
         blobs: BlobStore,
         stager: std::sync::Arc<crate::staging::Stager>,
+        services: std::sync::Arc<crate::service_jobs::ServiceRunner>,
     ) -> Result<AppState, crate::CcError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
@@ -92,6 +95,7 @@ impl AppState {
             },
             stager,
             sync_wait: std::time::Duration::from_secs(config.sync_wait_secs),
+            services,
         })
     }
 }

@@ -25,6 +25,10 @@ pub struct CcConfig {
     /// Public base URL of the log-cache API, advertised in the root document when set.
     #[serde(default)]
     pub log_cache_url: Option<String>,
+    /// UDP address of the loggregator's envelope ingress: the `API` lines about app changes go
+    /// there (fire and forget). Absent: no API lines.
+    #[serde(default)]
+    pub loggregator_ingress: Option<std::net::SocketAddr>,
     /// Number of HTTP worker threads (default: actix's choice, one per core).
     #[serde(default)]
     pub workers: Option<usize>,
@@ -54,6 +58,48 @@ pub struct CcConfig {
     /// 0 answers at once.
     #[serde(default = "default_sync_wait_secs")]
     pub sync_wait_secs: u64,
+    /// How the Cloud Controller talks to service brokers (CC's `broker_client_*` settings).
+    #[serde(default)]
+    pub services: ServicesConfig,
+}
+
+/// Service broker client settings; the defaults are CC's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesConfig {
+    /// Connect and read timeout of every broker request (default 60).
+    #[serde(default = "default_broker_timeout")]
+    pub broker_client_timeout_seconds: u64,
+    /// Base and minimum interval between `last_operation` polls (default 60); a broker's
+    /// `Retry-After` can only lengthen it.
+    #[serde(default = "default_poll_interval")]
+    pub broker_client_default_async_poll_interval_seconds: u64,
+    /// Longest an asynchronous operation is polled before it counts as failed (default 7 days;
+    /// a plan's `maximum_polling_duration` can shorten it).
+    #[serde(default = "default_max_poll_minutes")]
+    pub broker_client_max_async_poll_duration_minutes: u64,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        ServicesConfig {
+            broker_client_timeout_seconds: default_broker_timeout(),
+            broker_client_default_async_poll_interval_seconds: default_poll_interval(),
+            broker_client_max_async_poll_duration_minutes: default_max_poll_minutes(),
+        }
+    }
+}
+
+fn default_broker_timeout() -> u64 {
+    60
+}
+
+fn default_poll_interval() -> u64 {
+    60
+}
+
+fn default_max_poll_minutes() -> u64 {
+    10_080
 }
 
 fn default_sync_wait_secs() -> u64 {

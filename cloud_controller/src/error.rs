@@ -67,6 +67,46 @@ error_catalog! {
     FeatureFlagNotFound = (330000, 404, "The feature flag could not be found: %s");
     FeatureFlagInvalid = (330001, 400, "The feature flag is invalid: %s");
     FeatureDisabled = (330002, 403, "Feature Disabled: %s");
+    UnableToPerform = (10009, 400, "%s could not be completed: %s");
+    ServiceInstanceNameTaken = (60002, 400, "The service instance name is taken: %s");
+    ServiceInstanceNotFound = (60004, 404, "The service instance could not be found: %s");
+    AsyncServiceInstanceOperationInProgress = (60016, 409, "An operation for service instance %s is in progress.");
+    ServiceBindingInvalid = (90001, 400, "The service binding is invalid: %s");
+    ServiceBindingAppServiceTaken = (90003, 400, "%s");
+    ServiceBindingNotFound = (90004, 404, "The service binding could not be found: %s");
+    UnbindableService = (90005, 400, "The service instance doesn't support binding.");
+    InvalidLoggingServiceBinding = (90006, 502, "The service is attempting to stream logs from your application, but is not registered as a logging service. Please contact the service provider.");
+    ServiceFetchBindingParametersNotSupported = (90007, 400, "This service does not support fetching service binding parameters.");
+    AsyncServiceBindingOperationInProgress = (90008, 409, "An operation for the service binding between app %s and service instance %s is in progress.");
+    ServicePlanNotFound = (110003, 404, "The service plan could not be found: %s");
+    ServicePlanNotUpdateable = (110004, 400, "The service does not support changing plans.");
+    ServiceNotFound = (120003, 404, "The service could not be found: %s");
+    ServiceFetchInstanceParametersNotSupported = (120004, 400, "This service does not support fetching service instance parameters.");
+    ServiceBrokerNotFound = (270004, 404, "The service broker was not found: %s");
+    ServiceBrokerNotRemovable = (270010, 400, "Can not remove brokers that have associated service instances: %s");
+    ServiceBrokerCatalogInvalid = (270012, 502, "Service broker catalog is invalid: %s");
+    ServiceBrokerAsyncRequired = (270014, 400, "This service plan requires client support for asynchronous service operations.");
+    ServiceBrokerRespondedAsyncWhenNotAllowed = (270017, 502, "The service broker responded asynchronously to a request, but the accepts_incomplete query parameter was false or not given.");
+    ServiceBrokerConcurrencyError = (270018, 422, "The service broker could not perform this operation in parallel with other running operations");
+    ServiceBrokerCatalogIncompatible = (270019, 502, "Service broker catalog is incompatible: %s");
+    ServiceBrokerRequestRejected = (270020, 502, "The service broker rejected the request. Status Code: %s. Please check that the URL points to a valid service broker.");
+    ServiceBrokerRequestMalformed = (270021, 502, "The service broker returned an invalid response: expected valid JSON object in body. Please check that the URL points to a valid service broker.");
+    ServiceBrokerSyncFailed = (270022, 502, "Encountered an error while attempting to sync cloud controller with the service broker's catalog: %s");
+    JobTimeout = (290006, 524, "The job execution has timed out.");
+    SpaceDeletionFailed = (290008, 502, "Deletion of space %s failed because one or more resources within could not be deleted.\n\n%s");
+    OrganizationDeletionFailed = (290010, 502, "Deletion of organization %s failed because one or more resources within could not be deleted.\n\n%s");
+    MaintenanceInfoConflict = (390009, 422, "maintenance_info.version requested is invalid. Please ensure the catalog is up to date and you are providing a version supported by this service plan.");
+    // CC's broker client errors (`HttpRequestError`/`HttpResponseError` subclasses) are not in
+    // errors/v2.yml: CC renders them with code 10001, the class name and the broker's message.
+    ServiceBrokerBadResponse = (10001, 502, "%s");
+    ServiceBrokerApiTimeout = (10001, 504, "The request to the service broker timed out");
+    ServiceBrokerApiUnreachable = (10001, 502, "The service broker could not be reached");
+    ServiceBrokerApiAuthenticationFailed = (10001, 502, "Authentication with the service broker failed. Double-check that the username and password are correct.");
+    ServiceBrokerResponseMalformed = (10001, 502, "The service broker returned an invalid response: %s");
+    ServiceBrokerConflict = (10001, 409, "%s");
+    AppRequired = (10001, 400, "This service supports generation of credentials through binding an application only.");
+    AsyncRequired = (10001, 400, "This service plan requires client support for asynchronous service operations.");
+    ConcurrencyError = (10001, 422, "The service broker could not perform this operation in parallel with other running operations");
 }
 
 /// An error answer: a catalog entry plus its rendered detail.
@@ -168,12 +208,10 @@ impl ApiError {
         StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The detail a client may see (5xx other than 503s with a public message are generic).
+    /// The detail a client may see: `CF-ServerError` (an internal failure) is generic; every
+    /// other 5xx of the catalog carries a public message (UAA or a service broker failed).
     fn public_detail(&self) -> String {
-        if self.kind.status() >= 500
-            && self.kind != ErrorKind::ServiceUnavailable
-            && self.kind != ErrorKind::UaaUnavailable
-        {
+        if self.kind == ErrorKind::ServerError {
             self.kind.template().to_owned()
         } else {
             self.detail.clone()

@@ -1,6 +1,7 @@
 //! The internal API DEAs use while staging, behind Basic auth with the `internal_api`
 //! credentials (never UAA tokens): package, droplet and admin buildpack downloads, and the
-//! droplet upload (a raw `.tgz` body streamed into the blob store under `droplets/<guid>`).
+//! droplet upload (a raw `.tgz` body streamed into the blob store under `droplets/<guid>`), and
+//! the syslog drain list loggregator reads (`/internal/v4/syslog_drain_urls`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -19,6 +20,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/internal/v3/droplets/{guid}/download").route(web::get().to(droplet)))
         .service(
             resource("/internal/v3/buildpacks/{guid}/download").route(web::get().to(buildpack)),
+        )
+        .service(
+            resource("/internal/v4/syslog_drain_urls").route(web::get().to(syslog_drain_urls)),
         );
 }
 
@@ -94,6 +98,36 @@ async fn buildpack(
         "application/zip",
     )
     .await
+}
+
+/// CC's `GET /internal/v4/syslog_drain_urls?batch_size=N&next_id=M`: apps with drain URLs from
+/// their service bindings, a batch at a time.
+async fn syslog_drain_urls(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let mut batch_size: i64 = 50;
+    let mut next_id: i64 = 0;
+    for (key, value) in crate::query::query_pairs(&request)? {
+        let number = || {
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|number| *number >= 0)
+                .ok_or_else(|| ApiError::bad_query(format!("{key} must be a non-negative integer")))
+        };
+        match key.as_str() {
+            "batch_size" => batch_size = number()?,
+            "next_id" => next_id = number()?,
+            _ => {}
+        }
+    }
+    let body = state
+        .db
+        .run(move |conn| store::services::syslog_drain_urls(conn, batch_size, next_id))
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -16,9 +16,12 @@ pub mod health;
 pub mod internal;
 pub mod manifest;
 pub mod metrics;
+pub mod osb_client;
 pub mod package_zip;
 pub mod permissions;
 pub mod query;
+pub mod service_catalog;
+pub mod service_jobs;
 pub mod staging;
 pub mod store;
 pub mod system_buildpacks;
@@ -30,7 +33,9 @@ use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, HttpServer};
 
-pub use config::{BlobstoreConfig, CcConfig, InternalApiConfig, S3Config, UaaConfig};
+pub use config::{
+    BlobstoreConfig, CcConfig, InternalApiConfig, S3Config, ServicesConfig, UaaConfig,
+};
 
 /// Why the Cloud Controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,7 @@ pub struct CcServer {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     stager: std::sync::Arc<staging::Stager>,
+    services: std::sync::Arc<service_jobs::ServiceRunner>,
 }
 
 impl CcServer {
@@ -64,6 +70,7 @@ impl CcServer {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         self.stager.shutdown();
+        self.services.shutdown();
         match self.task.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cloud controller server ended with an error"),
@@ -125,7 +132,16 @@ pub async fn run_with_nats(
     let stager = staging::Stager::start(nats, credentials, config.external_base()).await?;
     stager.sweep_expired(db.clone());
     health::start(&stager, db.clone(), config.external_base());
-    let state = web::Data::new(app::AppState::new(&config, db, blobs, stager.clone())?);
+    let services =
+        service_jobs::ServiceRunner::start(&config.services, db.clone(), &config.external_base())?;
+    services.resume();
+    let state = web::Data::new(app::AppState::new(
+        &config,
+        db,
+        blobs,
+        stager.clone(),
+        services.clone(),
+    )?);
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
     let mut server = HttpServer::new(move || app::app(state.clone()))
@@ -144,5 +160,6 @@ pub async fn run_with_nats(
         handle,
         task,
         stager,
+        services,
     })
 }

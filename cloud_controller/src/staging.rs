@@ -342,6 +342,11 @@ pub struct StagingJob {
     pub memory_mb: i32,
     /// Staging disk in MB.
     pub disk_mb: i32,
+    /// `VCAP_SERVICES` of the app, given to the buildpacks.
+    pub services: Value,
+    /// App, space and org names and GUIDs (`vcap_application` keys), sent to the DEA in
+    /// `properties.meta.vcap_application` so staging log lines carry CF's tags.
+    pub vcap_application: Value,
 }
 
 impl Stager {
@@ -587,8 +592,8 @@ impl Stager {
                     fds: 16384,
                 }),
                 environment: job.environment.clone(),
-                services: json!({}),
-                meta: json!({}),
+                services: job.services.clone(),
+                meta: json!({"vcap_application": job.vcap_application}),
             },
             download_uri: self.internal_uri(&format!(
                 "/internal/v3/packages/{}/download",

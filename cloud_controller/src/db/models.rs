@@ -369,3 +369,131 @@ pub struct DestinationRow {
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// A service broker. `password` is never presented.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_brokers)]
+pub struct ServiceBrokerRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub space_id: Option<i32>,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A service offering from a broker's catalog (`broker_id` is the catalog `id`; JSON columns
+/// hold `tags`, `requires` and `metadata`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_offerings)]
+pub struct ServiceOfferingRow {
+    pub id: i32,
+    pub guid: String,
+    pub service_broker_id: i32,
+    pub broker_id: String,
+    pub name: String,
+    pub description: String,
+    pub bindable: bool,
+    pub plan_updateable: bool,
+    pub instances_retrievable: bool,
+    pub bindings_retrievable: bool,
+    pub allow_context_updates: bool,
+    pub tags: String,
+    pub requires: String,
+    pub metadata: String,
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A service plan (`public` is the "visible to everyone" flag; `active` false once the plan
+/// left the catalog while instances still use it).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_plans)]
+pub struct ServicePlanRow {
+    pub id: i32,
+    pub guid: String,
+    pub service_offering_id: i32,
+    pub broker_id: String,
+    pub name: String,
+    pub description: String,
+    pub free: bool,
+    pub bindable: Option<bool>,
+    pub plan_updateable: Option<bool>,
+    pub maximum_polling_duration: Option<i32>,
+    pub maintenance_info: Option<String>,
+    pub schemas: String,
+    pub metadata: String,
+    pub public: bool,
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A plan made visible to one organization.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_plan_visibilities)]
+pub struct PlanVisibilityRow {
+    pub id: i32,
+    pub guid: String,
+    pub service_plan_id: i32,
+    pub organization_id: i32,
+    pub created_at: String,
+}
+
+/// A service instance: `managed` (with a plan) or `user-provided` (with credentials).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_instances)]
+pub struct ServiceInstanceRow {
+    pub id: i32,
+    pub guid: String,
+    pub name: String,
+    pub instance_type: String,
+    pub space_id: i32,
+    pub service_plan_id: Option<i32>,
+    pub credentials: Option<String>,
+    pub syslog_drain_url: Option<String>,
+    pub route_service_url: Option<String>,
+    pub tags: String,
+    pub dashboard_url: Option<String>,
+    pub maintenance_info: Option<String>,
+    pub last_operation_type: Option<String>,
+    pub last_operation_state: Option<String>,
+    pub last_operation_description: Option<String>,
+    pub last_operation_created_at: Option<String>,
+    pub last_operation_updated_at: Option<String>,
+    pub broker_operation: Option<String>,
+    pub proposed_plan_id: Option<i32>,
+    pub job_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A credential binding: an app binding (`app_id`) or a service key (`binding_type = "key"`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = service_credential_bindings)]
+pub struct CredentialBindingRow {
+    pub id: i32,
+    pub guid: String,
+    pub binding_type: String,
+    pub name: Option<String>,
+    pub service_instance_id: i32,
+    pub app_id: Option<i32>,
+    pub credentials: Option<String>,
+    pub syslog_drain_url: Option<String>,
+    pub volume_mounts: Option<String>,
+    pub parameters: Option<String>,
+    pub last_operation_type: String,
+    pub last_operation_state: String,
+    pub last_operation_description: Option<String>,
+    pub last_operation_created_at: String,
+    pub last_operation_updated_at: String,
+    pub broker_operation: Option<String>,
+    pub job_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}

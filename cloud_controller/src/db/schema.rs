@@ -256,6 +256,126 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    service_brokers (id) {
+        id -> Integer,
+        guid -> Text,
+        name -> Text,
+        url -> Text,
+        username -> Text,
+        password -> Text,
+        space_id -> Nullable<Integer>,
+        state -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    service_offerings (id) {
+        id -> Integer,
+        guid -> Text,
+        service_broker_id -> Integer,
+        broker_id -> Text,
+        name -> Text,
+        description -> Text,
+        bindable -> Bool,
+        plan_updateable -> Bool,
+        instances_retrievable -> Bool,
+        bindings_retrievable -> Bool,
+        allow_context_updates -> Bool,
+        tags -> Text,
+        requires -> Text,
+        metadata -> Text,
+        active -> Bool,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    service_plans (id) {
+        id -> Integer,
+        guid -> Text,
+        service_offering_id -> Integer,
+        broker_id -> Text,
+        name -> Text,
+        description -> Text,
+        free -> Bool,
+        bindable -> Nullable<Bool>,
+        plan_updateable -> Nullable<Bool>,
+        maximum_polling_duration -> Nullable<Integer>,
+        maintenance_info -> Nullable<Text>,
+        schemas -> Text,
+        metadata -> Text,
+        public -> Bool,
+        active -> Bool,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    service_plan_visibilities (id) {
+        id -> Integer,
+        guid -> Text,
+        service_plan_id -> Integer,
+        organization_id -> Integer,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    service_instances (id) {
+        id -> Integer,
+        guid -> Text,
+        name -> Text,
+        instance_type -> Text,
+        space_id -> Integer,
+        service_plan_id -> Nullable<Integer>,
+        credentials -> Nullable<Text>,
+        syslog_drain_url -> Nullable<Text>,
+        route_service_url -> Nullable<Text>,
+        tags -> Text,
+        dashboard_url -> Nullable<Text>,
+        maintenance_info -> Nullable<Text>,
+        last_operation_type -> Nullable<Text>,
+        last_operation_state -> Nullable<Text>,
+        last_operation_description -> Nullable<Text>,
+        last_operation_created_at -> Nullable<Text>,
+        last_operation_updated_at -> Nullable<Text>,
+        broker_operation -> Nullable<Text>,
+        proposed_plan_id -> Nullable<Integer>,
+        job_guid -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    service_credential_bindings (id) {
+        id -> Integer,
+        guid -> Text,
+        binding_type -> Text,
+        name -> Nullable<Text>,
+        service_instance_id -> Integer,
+        app_id -> Nullable<Integer>,
+        credentials -> Nullable<Text>,
+        syslog_drain_url -> Nullable<Text>,
+        volume_mounts -> Nullable<Text>,
+        parameters -> Nullable<Text>,
+        last_operation_type -> Text,
+        last_operation_state -> Text,
+        last_operation_description -> Nullable<Text>,
+        last_operation_created_at -> Text,
+        last_operation_updated_at -> Text,
+        broker_operation -> Nullable<Text>,
+        job_guid -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
 diesel::joinable!(organizations -> quota_definitions (quota_definition_id));
 diesel::joinable!(route_destinations -> routes (route_id));
 diesel::joinable!(builds -> apps (app_id));
@@ -265,6 +385,10 @@ diesel::joinable!(apps -> spaces (space_id));
 diesel::joinable!(processes -> apps (app_id));
 diesel::joinable!(spaces -> organizations (organization_id));
 diesel::joinable!(roles -> users (user_id));
+diesel::joinable!(service_offerings -> service_brokers (service_broker_id));
+diesel::joinable!(service_plans -> service_offerings (service_offering_id));
+diesel::joinable!(service_plan_visibilities -> service_plans (service_plan_id));
+diesel::joinable!(service_credential_bindings -> service_instances (service_instance_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     buildpacks,
@@ -284,4 +408,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     droplets,
     routes,
     route_destinations,
+    service_brokers,
+    service_offerings,
+    service_plans,
+    service_plan_visibilities,
+    service_instances,
+    service_credential_bindings,
 );

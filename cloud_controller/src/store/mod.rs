@@ -10,6 +10,7 @@ pub mod packages;
 pub mod reference_data;
 pub mod roles;
 pub mod routes;
+pub mod services;
 pub mod spaces;
 pub mod users;
 

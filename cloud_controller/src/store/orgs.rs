@@ -155,6 +155,7 @@ pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
             .filter(domains::owning_organization_id.eq(id))
             .select(domains::id)
             .load(conn)?;
+        super::services::delete_in_spaces(conn, &space_ids)?;
         super::routes::delete_in_spaces_and_domains(conn, &space_ids, &domain_ids)?;
         super::apps::delete_in_spaces(conn, &space_ids)?;
         diesel::delete(roles::table.filter(roles::organization_id.eq(id))).execute(conn)?;

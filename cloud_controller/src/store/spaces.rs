@@ -86,9 +86,11 @@ pub fn update(
     find_by_id(conn, id)?.ok_or_else(|| StoreError::Api(ApiError::not_found("Space")))
 }
 
-/// Deletes a space, its routes, its apps and its roles.
+/// Deletes a space, its user-provided service instances, routes, apps and roles (managed
+/// service instances must have been deprovisioned first).
 pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
     conn.write_transaction(|conn| {
+        super::services::delete_in_spaces(conn, &[id])?;
         super::routes::delete_in_spaces_and_domains(conn, &[id], &[])?;
         super::apps::delete_in_spaces(conn, &[id])?;
         diesel::delete(roles::table.filter(roles::space_id.eq(id))).execute(conn)?;

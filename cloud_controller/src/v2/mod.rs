@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod organizations;
 pub mod reference_data;
 pub mod roles;
+pub mod services;
 pub mod spaces;
 pub mod users;
 
@@ -24,6 +25,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     reference_data::configure(config);
     feature_flags::configure(config);
     jobs::configure(config);
+    services::configure(config);
 }
 
 /// One `q` condition.
@@ -115,7 +117,8 @@ impl V2Query {
                 | "exclude-relations"
                 | "include-relations"
                 | "recursive"
-                | "async" => {}
+                | "async"
+                | "return_user_provided_service_instances" => {}
                 other => return Err(ApiError::bad_query(other)),
             }
         }

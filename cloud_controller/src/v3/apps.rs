@@ -452,6 +452,27 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
     let app_guid = guid.clone();
+    // Like CC's AppDelete: the app's service bindings are deleted at their brokers first; an
+    // app whose bindings cannot be deleted stays.
+    let (check_user, check_guid) = (user.clone(), guid.clone());
+    state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &check_user)?;
+            let (_app, space, _org) = visible_app(conn, &permissions, &check_guid)?;
+            if !permissions.can_write_to_space(space.id) {
+                return Err(ApiError::forbidden());
+            }
+            Ok(())
+        })
+        .await?;
+    let failures = state
+        .services
+        .unbind_app(&guid, Some(user.guid.clone()))
+        .await?;
+    if !failures.is_empty() {
+        return Err(ApiError::unprocessable(failures.join("\n")));
+    }
     let job_guid = state
         .db
         .run(move |conn| {
@@ -520,7 +541,7 @@ async fn env(
                 "staging_env_json": {},
                 "running_env_json": {},
                 "environment_variables": variables_of(&app),
-                "system_env_json": {"VCAP_SERVICES": {}},
+                "system_env_json": {"VCAP_SERVICES": store::services::vcap_services(conn, &app.guid)?},
                 "application_env_json": {"VCAP_APPLICATION": {
                     "cf_api": base,
                     "limits": {"fds": 16384, "mem": memory, "disk": disk},

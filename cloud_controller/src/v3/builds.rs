@@ -69,6 +69,7 @@ async fn create(
             if !permissions.can_write_to_space(space.id) {
                 return Err(ApiError::forbidden());
             }
+            let org = store::orgs::find_by_id(conn, space.organization_id)?.ok_or_else(invalid)?;
             if package.state != store::packages::READY {
                 return Err(ApiError::with_args(
                     ErrorKind::BadRequest,
@@ -101,6 +102,15 @@ async fn create(
                 environment: environment(&app.environment_variables),
                 memory_mb: build.staging_memory_in_mb,
                 disk_mb: build.staging_disk_in_mb,
+                services: store::services::vcap_services(conn, &app.guid)?,
+                vcap_application: serde_json::json!({
+                    "application_id": app.guid,
+                    "application_name": app.name,
+                    "space_id": space.guid,
+                    "space_name": space.name,
+                    "organization_id": org.guid,
+                    "organization_name": org.name,
+                }),
             };
             Ok((present::build(&base, &build, &app.guid, &package.guid), job))
         })

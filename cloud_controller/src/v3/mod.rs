@@ -18,6 +18,8 @@ pub mod roles;
 pub mod root;
 pub mod routes;
 pub mod running;
+pub mod service_catalog;
+pub mod service_instances;
 pub mod spaces;
 pub mod stacks;
 pub mod users;
@@ -45,6 +47,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
     routes::configure(config);
     running::configure(config);
     placeholders::configure(config);
+    service_catalog::configure(config);
+    service_instances::configure(config);
     manifests::configure(config);
 }
 

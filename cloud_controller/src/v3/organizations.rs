@@ -242,6 +242,26 @@ async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
+    // Managed service instances go first, through their brokers (CC's OrganizationDelete).
+    let (checker, lookup) = (user.clone(), guid.clone());
+    let space_ids = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &checker)?;
+            let org = visible_org(conn, &permissions, &lookup)?;
+            if !permissions.can_write_globally() {
+                return Err(ApiError::forbidden());
+            }
+            Ok(store::spaces::list_in_org(conn, org.id)?
+                .iter()
+                .map(|space| space.id)
+                .collect::<Vec<i32>>())
+        })
+        .await?;
+    let service_failures = state
+        .services
+        .delete_instances_in_spaces(space_ids, Some(user.guid.clone()))
+        .await?;
     let job_guid = state
         .db
         .run(move |conn| {
@@ -260,7 +280,19 @@ async fn delete(
                 "organization.delete",
                 "organization",
                 &org.guid,
-                |conn| store::orgs::delete_cascade(conn, org.id),
+                |conn| {
+                    if !service_failures.is_empty() {
+                        let messages: Vec<String> = service_failures
+                            .iter()
+                            .map(|message| format!("\t{message}"))
+                            .collect();
+                        return Err(crate::error::ApiError::with_args(
+                            crate::error::ErrorKind::OrganizationDeletionFailed,
+                            &[&org.name, &messages.join("\n\n")],
+                        ));
+                    }
+                    store::orgs::delete_cascade(conn, org.id)
+                },
             )?;
             Ok((job, blobs))
         })

@@ -1,5 +1,5 @@
-//! Resources `cf org`, `cf space` and the app summaries read that Kiln does not have yet: service
-//! instances, isolation segments, security groups, space quotas and deployments (Kiln restarts
+//! Resources `cf org`, `cf space` and the app summaries read that Kiln does not have yet:
+//! isolation segments, security groups, space quotas and deployments (Kiln restarts
 //! instances in place; rolling deployments do not exist yet). Lists answer an honest empty page with
 //! the right shape (after validating the query and, where a space is named, its visibility);
 //! single resources answer 404.
@@ -16,7 +16,6 @@ use crate::v3::spaces::visible_space;
 /// Registers the placeholder routes.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(resource("/v3/service_instances").route(web::get().to(service_instances)))
         .service(resource("/v3/isolation_segments").route(web::get().to(isolation_segments)))
         .service(resource("/v3/isolation_segments/{guid}").route(web::get().to(isolation_segment)))
         .service(resource("/v3/security_groups").route(web::get().to(security_groups)))
@@ -37,33 +36,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
 fn empty(state: &AppState, query: &ListQuery, path: &str) -> HttpResponse {
     let (_, pagination) = query.page_of(Vec::<()>::new(), &state.external_url, path);
     HttpResponse::Ok().json(list_body(pagination, Vec::new(), None))
-}
-
-async fn service_instances(
-    state: web::Data<AppState>,
-    _user: CurrentUser,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let query = ListQuery::parse(
-        &request,
-        &[
-            "names",
-            "guids",
-            "space_guids",
-            "organization_guids",
-            "type",
-            "service_plan_guids",
-            "service_plan_names",
-            "fields[space]",
-            "fields[space.organization]",
-            "fields[service_plan]",
-            "fields[service_plan.service_offering]",
-            "fields[service_plan.service_offering.service_broker]",
-            "label_selector",
-        ],
-        &[SortKey::Name],
-    )?;
-    Ok(empty(&state, &query, "/v3/service_instances"))
 }
 
 async fn isolation_segments(

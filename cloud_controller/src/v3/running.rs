@@ -57,6 +57,8 @@ pub struct AppPlan {
     pub processes: Vec<ProcessRow>,
     /// `host.domain[/path]` of the routes mapped to the app.
     pub uris: Vec<String>,
+    /// `VCAP_SERVICES` of the app (its service bindings).
+    pub services: Value,
 }
 
 /// The `host.domain[/path]` of every route mapped to the app.
@@ -96,6 +98,7 @@ pub fn load_plan(conn: &mut DbConn, app: AppRow) -> Result<AppPlan, ApiError> {
     };
     let processes = store::apps::processes_of(conn, app.id)?;
     let uris = app_uris(conn, app.id)?;
+    let services = store::services::vcap_services(conn, &app.guid)?;
     Ok(AppPlan {
         app,
         space,
@@ -103,6 +106,7 @@ pub fn load_plan(conn: &mut DbConn, app: AppRow) -> Result<AppPlan, ApiError> {
         droplet,
         processes,
         uris,
+        services,
     })
 }
 
@@ -204,7 +208,7 @@ pub fn start_message(
             "process_id": process.guid,
             "process_type": process.process_type,
         }),
-        services: json!({}),
+        services: plan.services.clone(),
         cc_partition: Some("default".to_owned()),
     }
 }
@@ -411,12 +415,15 @@ pub async fn routes_changed(state: &AppState, app_ids: Vec<i32>) {
     }
 }
 
+/// Decides from the replies so far whether `dea.find.droplet` may stop listening.
+pub type RepliesComplete<'a> = &'a (dyn Fn(&[FindDropletResponse]) -> bool + Sync);
+
 /// Every `dea.find.droplet` reply for the app within [`FIND_WINDOW`]; with `complete`, the
 /// collection ends early once the replies satisfy it (e.g. every desired index answered).
 pub async fn find_instances(
     stager: &Stager,
     app_guid: &str,
-    complete: Option<&(dyn Fn(&[FindDropletResponse]) -> bool + Sync)>,
+    complete: Option<RepliesComplete<'_>>,
 ) -> Vec<FindDropletResponse> {
     let Some(nats) = stager.nats() else {
         return Vec::new();

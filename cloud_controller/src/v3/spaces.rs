@@ -219,6 +219,23 @@ async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
+    // Managed service instances go first, through their brokers (CC's SpaceDelete).
+    let (checker, lookup) = (user.clone(), guid.clone());
+    let space_id = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &checker)?;
+            let (space, org) = visible_space(conn, &permissions, &lookup)?;
+            if !permissions.can_write_org(org.id) {
+                return Err(ApiError::forbidden());
+            }
+            Ok(space.id)
+        })
+        .await?;
+    let service_failures = state
+        .services
+        .delete_instances_in_spaces(vec![space_id], Some(user.guid.clone()))
+        .await?;
     let job_guid = state
         .db
         .run(move |conn| {
@@ -229,6 +246,12 @@ async fn delete(
             }
             let blobs = store::apps::blob_keys_in_spaces(conn, &[space.id])?;
             let job = store::jobs::run_now(conn, "space.delete", "space", &space.guid, |conn| {
+                if !service_failures.is_empty() {
+                    return Err(store::services::space_deletion_failed(
+                        &space.name,
+                        &service_failures,
+                    ));
+                }
                 store::spaces::delete_cascade(conn, space.id)
             })?;
             Ok((job, blobs))

@@ -17,6 +17,7 @@ mod roles;
 mod root;
 mod routes;
 mod running;
+mod services;
 mod staging;
 mod v2;
 mod with_uaa;

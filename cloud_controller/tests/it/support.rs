@@ -291,6 +291,7 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         apps_domain: "apps.localhost".to_owned(),
         default_stack: "kiln-host".to_owned(),
         log_cache_url: None,
+        loggregator_ingress: None,
         workers: Some(1),
         blobstore: BlobstoreConfig {
             // SQLite: the default, beside the database in the test's tempdir.
@@ -302,6 +303,7 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         internal_api: None,
         system_buildpacks_dir: None,
         sync_wait_secs: 10,
+        services: Default::default(),
     }
 }
 
