@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod brokers;
 mod nats;
 mod up;
 
@@ -34,6 +35,10 @@ enum Command {
     Dea(NatsComponentArgs),
     /// Run the HTTP router alone from a YAML config, fed by NATS.
     Router(RouterArgs),
+    /// Run the loggregator (log-cache API, UDP envelope ingress, syslog drains) from a YAML config.
+    Loggregator(LoggregatorArgs),
+    /// Run a service broker shipped with Kiln (`memdb` example, `postgres`) for `cf create-service-broker`.
+    Broker(brokers::BrokerArgs),
     /// Print benchmark figures (medians and percentiles) for a running or self-started platform.
     Bench(bench::BenchArgs),
 }
@@ -55,6 +60,15 @@ struct RouterArgs {
     /// NATS server carrying route registrations (credentials in the URL, e.g. nats://TOKEN@host:4222).
     #[arg(long)]
     nats_url: String,
+}
+
+#[derive(clap::Args)]
+struct LoggregatorArgs {
+    #[command(flatten)]
+    component: ComponentArgs,
+    /// UDP address envelopes are received on (components' `LogEmitter` target).
+    #[arg(long)]
+    ingress: std::net::SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -86,8 +100,10 @@ fn main() -> ExitCode {
             Command::Uaa(args) => run_uaa(args).await,
             Command::CloudController(args) => run_cloud_controller(args).await,
             Command::Router(args) => run_router(args).await,
+            Command::Loggregator(args) => run_loggregator(args).await,
             Command::Dea(args) => run_dea(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Broker(args) => brokers::run(args).await.map_err(KilnError::from),
         }
     });
     // Components stop their own tasks; never wait long for a stray blocking task at exit.
@@ -193,5 +209,27 @@ async fn run_dea(args: NatsComponentArgs) -> Result<(), KilnError> {
     up::wait_for_shutdown_signal().await;
     server.stop().await;
     bus.stop().await;
+    Ok(())
+}
+
+async fn run_loggregator(args: LoggregatorArgs) -> Result<(), KilnError> {
+    let config: loggregator::LoggregatorConfig = read_config(&args.component.config)?;
+    config
+        .validate()
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    let http = bind(args.component.listen)?;
+    let ingress = std::net::UdpSocket::bind(args.ingress).map_err(|error| {
+        KilnError::Config(format!("cannot receive on udp {}: {error}", args.ingress))
+    })?;
+    let listeners = loggregator::Listeners { http, ingress };
+    let server = loggregator::run(config, listeners, up::wait_for_shutdown_signal())
+        .await
+        .map_err(|error| KilnError::Config(error.to_string()))?;
+    println!(
+        "Loggregator: log-cache API on http://{}, envelope ingress on udp {}",
+        server.http_addr(),
+        server.ingress_addr()
+    );
+    server.wait().await;
     Ok(())
 }

@@ -44,6 +44,9 @@ pub(crate) const CF_CLIENT_ID: &str = "cf";
 pub(crate) const ADMIN_CLIENT_ID: &str = "admin-client";
 /// The client the Cloud Controller uses to resolve user names through UAA.
 pub(crate) const LOOKUP_CLIENT_ID: &str = "cloud_controller_username_lookup";
+/// User name on the Cloud Controller's internal API (DEAs' downloads, the loggregator's drain
+/// list); the password is generated at each start.
+const INTERNAL_API_USER: &str = "kiln-internal";
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct UpArgs {
@@ -59,6 +62,9 @@ pub(crate) struct UpArgs {
     /// Router port for app traffic (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub(crate) router_port: u16,
+    /// log-cache API port of the loggregator (0 picks a free one).
+    #[arg(long, default_value_t = 9024)]
+    pub(crate) log_cache_port: u16,
     /// UAA port (0 picks a free one).
     #[arg(long, default_value_t = 9023)]
     pub(crate) uaa_port: u16,
@@ -114,6 +120,7 @@ pub(crate) struct Platform {
     pub(crate) api_url: String,
     pub(crate) uaa_url: String,
     pub(crate) router_url: String,
+    pub(crate) log_cache_url: String,
     pub(crate) admin_password: String,
     pub(crate) admin_client_secret: String,
     bus: Bus,
@@ -121,6 +128,7 @@ pub(crate) struct Platform {
     cloud_controller: cloud_controller::CcServer,
     router: gorouter::RouterServer,
     dea: Result<dea::DeaServer, String>,
+    loggregator: loggregator::LoggregatorServer,
 }
 
 impl Platform {
@@ -162,6 +170,45 @@ impl Platform {
             .await
             .map_err(|error| KilnError::Other(anyhow::anyhow!("UAA did not start: {error}")))?;
 
+        // The loggregator: envelopes arrive over UDP on loopback; the CLI reads the log-cache
+        // API; the drain list comes from the CC's internal API with these credentials.
+        let internal_password = random_secret(32);
+        let log_cache_listener = bind(SocketAddr::new(args.bind, args.log_cache_port))?;
+        let log_cache_url = format!(
+            "http://{}",
+            log_cache_listener
+                .local_addr()
+                .context("log-cache address")?
+        );
+        let ingress = std::net::UdpSocket::bind(SocketAddr::new(args.bind, 0))
+            .context("binding the loggregator's UDP ingress")?;
+        let ingress_addr = ingress.local_addr().context("ingress address")?;
+        let loggregator_config: loggregator::LoggregatorConfig = serde_json::from_value(json!({
+            "uaa_url": uaa_url,
+            "cc_url": api_url,
+            "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
+        }))
+        .map_err(|error| KilnError::Config(format!("loggregator configuration: {error}")))?;
+        let loggregator = match loggregator::run(
+            loggregator_config,
+            loggregator::Listeners {
+                http: log_cache_listener,
+                ingress,
+            },
+            std::future::pending(),
+        )
+        .await
+        {
+            Ok(server) => server,
+            Err(error) => {
+                uaa.stop().await;
+                bus.stop().await;
+                return Err(KilnError::Other(anyhow::anyhow!(
+                    "the loggregator did not start: {error}"
+                )));
+            }
+        };
+
         let cc_config: cloud_controller::CcConfig = serde_json::from_value(json!({
             "external_url": api_url,
             "database_url": sqlite_url(&data_dir.join("cloud_controller.db")),
@@ -172,6 +219,9 @@ impl Platform {
             },
             "apps_domain": args.apps_domain,
             "system_buildpacks_dir": args.system_buildpacks_dir,
+            "log_cache_url": log_cache_url,
+            "loggregator_ingress": ingress_addr,
+            "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
         }))
         .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
         let cloud_controller = match cloud_controller::run_with_nats(
@@ -183,6 +233,7 @@ impl Platform {
         {
             Ok(server) => server,
             Err(error) => {
+                loggregator.stop().await;
                 uaa.stop().await;
                 bus.stop().await;
                 return Err(KilnError::Other(anyhow::anyhow!(
@@ -193,6 +244,7 @@ impl Platform {
 
         let router_config = gorouter::RouterConfig {
             hosts: vec![args.bind.to_string()],
+            loggregator_ingress: Some(ingress_addr),
             ..gorouter::RouterConfig::default()
         };
         let router = match gorouter::run(router_config, router_listener, bus.client.clone()).await {
@@ -222,6 +274,7 @@ impl Platform {
             dea_config.host_ip = args.bind.to_string();
             dea_config.memory_mb = args.dea_memory_mb.unwrap_or_else(host_memory_mb);
             dea_config.disk_mb = args.dea_disk_mb;
+            dea_config.loggregator_ingress = Some(ingress_addr);
             dea::run(dea_config, bus.client.clone())
                 .await
                 .map_err(|error| error.to_string())
@@ -234,6 +287,7 @@ impl Platform {
             api_url,
             uaa_url,
             router_url,
+            log_cache_url,
             admin_password: secrets.admin_password,
             admin_client_secret: secrets.admin_client_secret,
             bus,
@@ -241,6 +295,7 @@ impl Platform {
             cloud_controller,
             router,
             dea,
+            loggregator,
         })
     }
 
@@ -261,6 +316,7 @@ impl Platform {
         self.router.stop().await;
         self.cloud_controller.stop().await;
         self.uaa.stop().await;
+        self.loggregator.stop().await;
         self.bus.stop().await;
     }
 }
@@ -276,6 +332,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
         args.apps_domain,
         platform.router_url.rsplit(':').next().unwrap_or_default()
     );
+    say!("  Logs:  {}", platform.log_cache_url);
     say!("  NATS:  {}", redact_credentials(platform.nats_url()));
     match &platform.dea {
         Ok(dea) => say!("  DEA:   {}", dea.id()),
@@ -291,7 +348,16 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     );
     say!();
     say!("Press Ctrl-C to stop.");
-    if args.exit_on_stdin_eof {
+    wait_for_stop(args.exit_on_stdin_eof).await;
+    say!("Stopping Kiln...");
+    platform.stop().await;
+    say!("Kiln stopped.");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, or, with `exit_on_stdin_eof`, when standard input closes.
+pub(crate) async fn wait_for_stop(exit_on_stdin_eof: bool) {
+    if exit_on_stdin_eof {
         tokio::select! {
             _ = wait_for_shutdown_signal() => {}
             _ = stdin_closed() => {}
@@ -299,10 +365,6 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     } else {
         wait_for_shutdown_signal().await;
     }
-    say!("Stopping Kiln...");
-    platform.stop().await;
-    say!("Kiln stopped.");
-    Ok(())
 }
 
 /// Resolves when standard input reaches end of file (or fails). The read runs on a detached

@@ -172,6 +172,7 @@ impl Platform {
         let mut child = Command::new(&binary)
             .arg("up")
             .args(["--api-port", "0", "--uaa-port", "0", "--router-port", "0"])
+            .args(["--log-cache-port", "0"])
             .arg("--exit-on-stdin-eof")
             // bcrypt's cheapest cost: the scenarios log in often and the cost is not under test.
             .args(["--password-hash-cost", "4"])
@@ -250,7 +251,7 @@ impl Platform {
 }
 
 /// The `kiln` binary under test: `KILN_BIN`, else `<target dir>/debug/kiln`.
-fn kiln_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn kiln_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("KILN_BIN") {
         return Ok(path.into());
     }

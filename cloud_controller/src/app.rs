@@ -49,6 +49,11 @@ pub struct AppState {
     pub stager: std::sync::Arc<crate::staging::Stager>,
     /// How long builds and starts wait for their work before answering (`sync_wait_secs`).
     pub sync_wait: std::time::Duration,
+    /// How long a finished build's answer waits so the CLI can show its staging output (only
+    /// with a log-cache).
+    pub staging_log_drain: std::time::Duration,
+    /// The `API` lines about app changes, sent to the loggregator.
+    pub api_logs: crate::app_logs::ApiLogs,
     /// Service broker work (catalogs, instances, bindings) as owned background tasks.
     pub services: std::sync::Arc<crate::service_jobs::ServiceRunner>,
 }
@@ -95,6 +100,12 @@ impl AppState {
             },
             stager,
             sync_wait: std::time::Duration::from_secs(config.sync_wait_secs),
+            staging_log_drain: if config.log_cache_url.is_some() {
+                std::time::Duration::from_millis(config.staging_log_drain_ms)
+            } else {
+                std::time::Duration::ZERO
+            },
+            api_logs: crate::app_logs::ApiLogs::new(config.loggregator_ingress, 0),
             services,
         })
     }

@@ -58,6 +58,12 @@ pub struct CcConfig {
     /// 0 answers at once.
     #[serde(default = "default_sync_wait_secs")]
     pub sync_wait_secs: u64,
+    /// With a log-cache (`log_cache_url`), how long `POST /v3/builds` still waits after staging
+    /// finished before answering, in milliseconds (default 2300). The cf CLI shows a streamed
+    /// line only once it is 2 s old and stops streaming when it sees the build STAGED, so
+    /// without this wait a fast staging's output never reaches the terminal. 0 answers at once.
+    #[serde(default = "default_staging_log_drain_ms")]
+    pub staging_log_drain_ms: u64,
     /// How the Cloud Controller talks to service brokers (CC's `broker_client_*` settings).
     #[serde(default)]
     pub services: ServicesConfig,
@@ -104,6 +110,10 @@ fn default_max_poll_minutes() -> u64 {
 
 fn default_sync_wait_secs() -> u64 {
     10
+}
+
+fn default_staging_log_drain_ms() -> u64 {
+    2300
 }
 
 /// Credentials of the internal API.

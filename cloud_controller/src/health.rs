@@ -169,6 +169,12 @@ impl ActualState {
             .is_some_and(|sent| sent.elapsed() < START_GRACE)
     }
 
+    /// Crashes of this index since its last explicit start.
+    pub fn crash_count_of(&self, app_guid: &str, index: u32) -> u32 {
+        self.crash_count(app_guid, index)
+            .map_or(0, |crashes| crashes.count)
+    }
+
     fn crash_count(&self, app_guid: &str, index: u32) -> Option<CrashCount> {
         lock(&self.crash_counts)
             .get(&(app_guid.to_owned(), index))

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod app_logs;
 pub mod auth;
 pub mod blobstore;
 pub mod body;
@@ -131,6 +132,7 @@ pub async fn run_with_nats(
     };
     let stager = staging::Stager::start(nats, credentials, config.external_base()).await?;
     stager.sweep_expired(db.clone());
+    stager.set_api_logs(app_logs::ApiLogs::new(config.loggregator_ingress, 0));
     health::start(&stager, db.clone(), config.external_base());
     let services =
         service_jobs::ServiceRunner::start(&config.services, db.clone(), &config.external_base())?;

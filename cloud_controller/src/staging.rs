@@ -311,6 +311,7 @@ pub struct Stager {
     external_url: String,
     timeout: Duration,
     run_state: Arc<RunState>,
+    api_logs: Arc<std::sync::OnceLock<crate::app_logs::ApiLogs>>,
 }
 
 impl std::fmt::Debug for Stager {
@@ -366,6 +367,7 @@ impl Stager {
             external_url,
             timeout: STAGING_TIMEOUT,
             run_state: Arc::new(RunState::default()),
+            api_logs: Arc::default(),
         });
         if let Some(nats) = nats {
             let mut adverts = nats
@@ -415,10 +417,26 @@ impl Stager {
                 .await
                 .map_err(|error| crate::CcError::Config(format!("NATS subscribe: {error}")))?;
             let run_state = stager.run_state.clone();
+            let api_logs = stager.api_logs.clone();
             stager.spawn(async move {
                 while let Some(message) = exits.next().await {
                     match serde_json::from_slice::<protocol::dea::DropletExited>(&message.payload) {
-                        Ok(exited) => run_state.record_exit(exited),
+                        Ok(exited) => {
+                            if exited.reason == protocol::dea::ExitReason::Crashed {
+                                if let Some(api_logs) = api_logs.get() {
+                                    let app = protocol::logs::AppIdentity {
+                                        app_id: exited.droplet.clone(),
+                                        ..Default::default()
+                                    };
+                                    let count = run_state
+                                        .actual
+                                        .crash_count_of(&exited.droplet, exited.index)
+                                        + 1;
+                                    api_logs.instance_crashed(&app, "web", &exited, "", count);
+                                }
+                            }
+                            run_state.record_exit(exited)
+                        }
                         Err(error) => {
                             tracing::debug!(%error, "ignoring a malformed droplet.exited")
                         }
@@ -455,6 +473,15 @@ impl Stager {
                 }
             }
         });
+    }
+
+    /// Where `API` lines about staging outcomes and crashes go (set once, at start).
+    pub fn set_api_logs(&self, api_logs: crate::app_logs::ApiLogs) {
+        let _ = self.api_logs.set(api_logs);
+    }
+
+    fn api_logs(&self) -> Option<&crate::app_logs::ApiLogs> {
+        self.api_logs.get()
     }
 
     /// The NATS client, when there is one.
@@ -518,7 +545,14 @@ impl Stager {
         let (done, finished) = tokio::sync::oneshot::channel();
         self.spawn(async move {
             let build_guid = job.build_guid.clone();
+            let app = crate::app_logs::identity_from_vcap(&job.app_guid, &job.vcap_application);
             let outcome = stager.stage(&db, job).await;
+            if let Some(api_logs) = stager.api_logs() {
+                match &outcome {
+                    Ok(_) => api_logs.staging_complete(&app, &build_guid),
+                    Err(_) => api_logs.staging_failed(&app, &build_guid),
+                }
+            }
             let result = match outcome {
                 Ok(result) => {
                     let guid = build_guid.clone();

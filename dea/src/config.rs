@@ -71,6 +71,10 @@ pub struct DeaConfig {
     /// How instances are networked: the host's network (default) or a namespace each.
     #[serde(default)]
     pub network: NetworkSettings,
+    /// UDP address of the loggregator's envelope ingress: app output (`APP/PROC/WEB`), staging
+    /// output (`STG`) and lifecycle lines (`CELL`) go there. Absent: no app logs are sent.
+    #[serde(default)]
+    pub loggregator_ingress: Option<std::net::SocketAddr>,
 }
 
 /// Instance networking. In `isolated` mode every instance gets its own network namespace with a
@@ -256,6 +260,7 @@ impl DeaConfig {
             max_staging_duration_secs: default_max_staging_duration_secs(),
             runc: RuncSettings::default(),
             network: NetworkSettings::default(),
+            loggregator_ingress: None,
         }
     }
 

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::body::RequestBody;
 use crate::error::ProxyError;
 use crate::metrics::{increment, Metrics};
 use crate::tasks::TaskSet;
@@ -23,7 +23,7 @@ use crate::tasks::TaskSet;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The sending half of an HTTP/1.1 connection to a backend.
-pub(crate) type Sender = SendRequest<Incoming>;
+pub(crate) type Sender = SendRequest<RequestBody>;
 
 #[derive(Debug)]
 struct Idle {

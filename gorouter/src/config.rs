@@ -1,6 +1,7 @@
 //! Typed router configuration (`RouterConfig`), deserialised from YAML and validated before the
 //! router subscribes to anything. Defaults are gorouter's (`reference/dea-router-nats.md` §2.1).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -54,6 +55,15 @@ pub struct RouterConfig {
     /// Addresses of this router advertised in `router.start`. Default `["127.0.0.1"]`.
     #[serde(default = "default_hosts")]
     pub hosts: Vec<String>,
+    /// UDP address of the loggregator's ingress. When set, every request routed to an app's
+    /// endpoint sends one `[RTR/<index>]` access-log envelope to it. Default: none, no app log
+    /// emission.
+    #[serde(default)]
+    pub loggregator_ingress: Option<SocketAddr>,
+    /// This router's index: the instance id of its envelopes (`[RTR/<index>]`) and the prefix
+    /// of its default id. Default 0.
+    #[serde(default)]
+    pub index: u32,
 }
 
 fn default_prune_threshold_secs() -> u64 {
@@ -94,6 +104,8 @@ impl Default for RouterConfig {
             empty_pool_timeout_secs: 0,
             id: None,
             hosts: default_hosts(),
+            loggregator_ingress: None,
+            index: 0,
         }
     }
 }
@@ -165,7 +177,23 @@ mod tests {
         assert_eq!(config.register_interval_secs, 20);
         assert_eq!(config.max_retries, 3);
         assert_eq!(config.hosts, vec!["127.0.0.1".to_owned()]);
+        assert_eq!(config.loggregator_ingress, None);
+        assert_eq!(config.index, 0);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn app_log_emission_is_configured_by_address_and_index() {
+        let config: RouterConfig =
+            serde_json::from_str(r#"{"loggregator_ingress":"127.0.0.1:3457","index":2}"#).unwrap();
+        assert_eq!(
+            config.loggregator_ingress,
+            Some("127.0.0.1:3457".parse().unwrap())
+        );
+        assert_eq!(config.index, 2);
+        assert!(
+            serde_json::from_str::<RouterConfig>(r#"{"loggregator_ingress":"nowhere"}"#).is_err()
+        );
     }
 
     #[test]

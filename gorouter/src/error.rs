@@ -23,6 +23,9 @@ pub enum RouterError {
     /// Publishing `router.start` (or flushing the subscriptions) failed.
     #[error("announcing the router on NATS: {0}")]
     Announce(String),
+    /// The UDP socket for app log envelopes could not be opened.
+    #[error("router app log emitter: {0}")]
+    LogEmitter(#[source] protocol::logs::EmitterError),
 }
 
 /// Where a failure came from.

@@ -9,17 +9,22 @@
 //! Module map: `config` (typed configuration), `registry` (route table), `nats` (subscriptions,
 //! `router.start`/`router.greet`, prune sweep), `server` (accept loop), `proxy` (request
 //! phases), `backend` (connect + keep-alive pool), `body` (streamed response body), `headers`
-//! (hop-by-hop and forwarding rules), `error` (failure classification), `metrics`, `tasks`.
+//! (hop-by-hop and forwarding rules), `error` (failure classification), `metrics`, `tasks`,
+//! `access_log` (the `[RTR/<index>]` line sent to an app's log stream when
+//! `loggregator_ingress` is configured).
 //!
 //! Performance notes, for benchmarking: bodies are streamed frame by frame in both directions
 //! and never buffered; the route table is behind one `RwLock` held only for a lookup (the pool
 //! is copied out as `Arc`s); backend connections are reused (up to
 //! `max_idle_connections_per_backend` idle per backend). Every request logs one access line at
 //! `info` under the target `gorouter::access` — filter it out (`gorouter::access=warn`) when
-//! measuring raw throughput. Measure with a load generator against a registered route, not
-//! with timed tests.
+//! measuring raw throughput. App log emission (`loggregator_ingress`) adds, per request routed
+//! to an app, one line built when the response ends and one non-blocking UDP send; without it
+//! nothing is captured. Measure with a load generator against a registered route, not with
+//! timed tests.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod backend;
 mod body;
 mod config;
@@ -37,6 +42,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use protocol::logs::LogEmitter;
 use protocol::router::RouterStart;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -55,7 +61,8 @@ pub struct RouterServer {
     local_addr: SocketAddr,
     id: String,
     shutdown: watch::Sender<bool>,
-    /// The accept loop and the NATS loop.
+    /// The accept loop, the NATS loop and, with `loggregator_ingress`, the app log emitter
+    /// (which ends after the accept loop, once no response can queue a line).
     tasks: JoinSet<()>,
     /// How many of those two are still running.
     loops_running: Arc<AtomicUsize>,
@@ -133,7 +140,7 @@ pub async fn run(
     let id = config
         .id
         .clone()
-        .unwrap_or_else(|| format!("0-{}", uuid::Uuid::new_v4()));
+        .unwrap_or_else(|| format!("{}-{}", config.index, uuid::Uuid::new_v4()));
     let start_message = nats::start_message(&RouterStart {
         id: id.clone(),
         hosts: config.hosts.clone(),
@@ -154,6 +161,17 @@ pub async fn run(
         metrics.clone(),
     ));
     let (shutdown, shutdown_receiver) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let app_logs = match config.loggregator_ingress {
+        Some(ingress) => {
+            let emitter = LogEmitter::new(Some(ingress)).map_err(RouterError::LogEmitter)?;
+            let (queue, emit_loop) =
+                access_log::app_log_queue(emitter, config.index, metrics.clone());
+            tasks.spawn(emit_loop);
+            Some(queue)
+        }
+        None => None,
+    };
 
     let subscriptions = nats::subscribe(&nats).await?;
     nats::announce(&nats, &start_message, &metrics).await?;
@@ -174,10 +192,10 @@ pub async fn run(
         metrics: metrics.clone(),
         max_retries: config.max_retries,
         backend_ineligible: config.backend_ineligible(),
+        app_logs,
     });
 
     let loops_running = Arc::new(AtomicUsize::new(0));
-    let mut tasks = JoinSet::new();
     tasks.spawn(counted(&loops_running, nats_loop.run()));
     tasks.spawn(counted(
         &loops_running,

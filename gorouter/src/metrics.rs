@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) malformed_messages: AtomicU64,
     pub(crate) endpoints_pruned: AtomicU64,
     pub(crate) router_start_published: AtomicU64,
+    /// App access-log lines queued for the emitter, and dropped because the queue was full.
+    pub(crate) app_log_lines_queued: AtomicU64,
+    pub(crate) app_log_lines_dropped: AtomicU64,
 }
 
 pub(crate) fn increment(counter: &AtomicU64) {
@@ -110,6 +113,15 @@ impl Metrics {
             "gorouter_router_start_messages_total",
             "router.start announcements published.",
             &[("", load(&self.router_start_published))],
+        );
+        counter(
+            "gorouter_app_log_lines_total",
+            "App access-log lines ([RTR]) queued for the loggregator, or dropped because the \
+             emitter's queue was full.",
+            &[
+                ("{outcome=\"queued\"}", load(&self.app_log_lines_queued)),
+                ("{outcome=\"dropped\"}", load(&self.app_log_lines_dropped)),
+            ],
         );
         let _ = writeln!(out, "# HELP gorouter_routes Route keys in the table.");
         let _ = writeln!(out, "# TYPE gorouter_routes gauge");

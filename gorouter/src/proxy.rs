@@ -1,11 +1,14 @@
 //! The request pipeline, one small function per phase: request id → route lookup → pick an
 //! endpoint (round-robin, skipping ineligible ones) → connect (retrying other endpoints on
-//! connect failure) → forward with CF's headers → stream the response back → access log.
+//! connect failure) → forward with CF's headers → stream the response back → access log
+//! (`tracing`), plus, when app log emission is on, the app's `[RTR/<index>]` line, emitted by
+//! the response body once it has been sent.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -13,8 +16,9 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
+use crate::access_log::{proto_name, AccessRecord, AppLogQueue, PendingLog};
 use crate::backend::{Backends, Sender};
-use crate::body::{PooledConnection, ProxyBody};
+use crate::body::{PooledConnection, ProxyBody, RequestBody};
 use crate::error::{Origin, ProxyError};
 use crate::headers::{self as h, X_CF_ROUTER_ERROR, X_VCAP_REQUEST_ID};
 use crate::metrics::{increment, Metrics};
@@ -30,11 +34,106 @@ pub(crate) struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_retries: u32,
     pub(crate) backend_ineligible: Duration,
+    /// Where the apps' `[RTR]` lines go; `None` without `loggregator_ingress`.
+    pub(crate) app_logs: Option<AppLogQueue>,
 }
 
 /// A request that could not be sent, with the request itself when nothing of it reached the
 /// backend (so it can go to another endpoint).
-type AttemptFailure = (ProxyError, Option<Request<Incoming>>);
+type AttemptFailure = (ProxyError, Option<Request<RequestBody>>);
+
+/// What the app access-log line needs to know about a request, collected as it goes through
+/// the phases; only when emission is enabled.
+struct LogCapture {
+    queue: AppLogQueue,
+    record: AccessRecord,
+    started: Instant,
+    bytes_received: Arc<AtomicU64>,
+    /// The last endpoint tried (gorouter logs the failed one when all attempts fail).
+    endpoint: Option<Arc<Endpoint>>,
+    /// Request sent → response head, when a round trip to the app completed.
+    app_time: Option<Duration>,
+}
+
+impl LogCapture {
+    fn new(
+        queue: &AppLogQueue,
+        request: &Request<Incoming>,
+        client_addr: SocketAddr,
+        request_id: &str,
+        host: Option<&str>,
+        started: Instant,
+    ) -> LogCapture {
+        let record = AccessRecord {
+            host: host.unwrap_or_default().to_owned(),
+            received_at: Some(SystemTime::now()),
+            method: request.method().as_str().to_owned(),
+            uri: request
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned(),
+            proto: proto_name(request.version()),
+            remote_addr: Some(client_addr),
+            request_id: request_id.to_owned(),
+            ..AccessRecord::default()
+        };
+        LogCapture {
+            queue: queue.clone(),
+            record,
+            started,
+            bytes_received: Arc::new(AtomicU64::new(0)),
+            endpoint: None,
+            app_time: None,
+        }
+    }
+
+    /// Headers as they are sent to the backend.
+    fn forwarded_headers(&mut self, headers: &hyper::HeaderMap) {
+        let record = &mut self.record;
+        record.referer = headers.get(header::REFERER).cloned();
+        record.user_agent = headers.get(header::USER_AGENT).cloned();
+        record.x_forwarded_for = headers.get(h::X_FORWARDED_FOR).cloned();
+        record.x_forwarded_proto = headers.get(h::X_FORWARDED_PROTO).cloned();
+    }
+
+    /// The line to emit once the response (`status`, 0 for none) has been sent: only when an
+    /// endpoint with an app id was chosen (never for unknown routes, missing hosts or empty
+    /// pools).
+    fn finish(self, status: u16, router_error: Option<HeaderValue>) -> Option<PendingLog> {
+        let endpoint = self.endpoint?;
+        let identity = endpoint.log_identity.clone()?;
+        let mut record = self.record;
+        record.status = status;
+        record.backend_addr = endpoint.address.clone();
+        record.app_id = endpoint.app_id.clone().unwrap_or_default();
+        record.app_index = endpoint.instance_index.clone().unwrap_or_default();
+        record.instance_id = endpoint.instance_id.clone().unwrap_or_default();
+        record.router_error = router_error;
+        Some(PendingLog {
+            record,
+            started: self.started,
+            app_time: self.app_time,
+            bytes_received: self.bytes_received,
+            identity,
+            queue: self.queue,
+        })
+    }
+}
+
+/// Holds the capture while the request is handled. If the client goes away before the
+/// response head is written, hyper drops the handler and this guard logs the request with no
+/// response (status `"-"`).
+struct CaptureGuard(Option<LogCapture>);
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        if let Some(capture) = self.0.take() {
+            // Dropping the pending line queues it.
+            drop(capture.finish(0, None));
+        }
+    }
+}
 
 impl Proxy {
     /// Serves one request. Never fails: every failure becomes a response.
@@ -46,6 +145,16 @@ impl Proxy {
         let started = Instant::now();
         let request_id = ensure_request_id(request.headers_mut());
         let host = request_host(&request);
+        let mut capture = CaptureGuard(self.app_logs.as_ref().map(|queue| {
+            LogCapture::new(
+                queue,
+                &request,
+                client_addr,
+                &request_id,
+                host.as_deref(),
+                started,
+            )
+        }));
         let span = tracing::info_span!(
             "http_request",
             request_id = %request_id,
@@ -55,17 +164,19 @@ impl Proxy {
         async move {
             let method = request.method().clone();
             let path = request.uri().path().to_owned();
-            let (response, backend) =
-                match self.forward(client_addr, request, host.as_deref()).await {
-                    Ok((response, backend)) => (response, Some(backend)),
-                    Err(error) => {
-                        log_failure(&error);
-                        (
-                            error_response(&error, host.as_deref().unwrap_or_default()),
-                            None,
-                        )
-                    }
-                };
+            let (mut response, backend) = match self
+                .forward(client_addr, request, host.as_deref(), capture.0.as_mut())
+                .await
+            {
+                Ok((response, backend)) => (response, Some(backend)),
+                Err(error) => {
+                    log_failure(&error);
+                    (
+                        error_response(&error, host.as_deref().unwrap_or_default()),
+                        None,
+                    )
+                }
+            };
             let router_error = response
                 .headers()
                 .get(&X_CF_ROUTER_ERROR)
@@ -81,6 +192,12 @@ impl Proxy {
                 duration_ms = started.elapsed().as_millis() as u64,
                 "request"
             );
+            if let Some(capture) = capture.0.take() {
+                let router_error = response.headers().get(&X_CF_ROUTER_ERROR).cloned();
+                if let Some(log) = capture.finish(response.status().as_u16(), router_error) {
+                    response.body_mut().set_log(log);
+                }
+            }
             Ok(response)
         }
         .instrument(span)
@@ -94,6 +211,7 @@ impl Proxy {
         client_addr: SocketAddr,
         mut request: Request<Incoming>,
         host: Option<&str>,
+        mut capture: Option<&mut LogCapture>,
     ) -> Result<(Response<ProxyBody>, String), ProxyError> {
         let host = host.ok_or(ProxyError::MissingHost)?;
         let (endpoints, start) = match self.table.lookup(&host_key(host), request.uri().path()) {
@@ -104,6 +222,11 @@ impl Proxy {
         let upgrade = h::is_upgrade(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         prepare_request(&mut request, client_addr, host, upgrade);
+        let received = capture.as_deref_mut().map(|capture| {
+            capture.forwarded_headers(request.headers());
+            capture.bytes_received.clone()
+        });
+        let request = request.map(|body| RequestBody::new(body, received));
 
         let mut tried = vec![false; endpoints.len()];
         let max_attempts = 1 + self.max_retries as usize;
@@ -120,8 +243,15 @@ impl Proxy {
                 increment(&self.metrics.backend_retries);
             }
             let endpoint = &endpoints[index];
+            if let Some(capture) = capture.as_deref_mut() {
+                capture.endpoint = Some(endpoint.clone());
+            }
+            let sent_at = Instant::now();
             match self.send_to(endpoint, request).await {
                 Ok((response, sender)) => {
+                    if let Some(capture) = capture.as_deref_mut() {
+                        capture.app_time = Some(sent_at.elapsed());
+                    }
                     let response = self.relay_response(response, sender, endpoint, client_upgrade);
                     return Ok((response, endpoint.address.clone()));
                 }
@@ -147,7 +277,7 @@ impl Proxy {
     async fn send_to(
         &self,
         endpoint: &Endpoint,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Sender), AttemptFailure> {
         let address = endpoint.address.as_str();
         let headers = request.headers_mut();

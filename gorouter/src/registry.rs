@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use protocol::router::RegistryMessage;
 
+use crate::access_log::LogIdentity;
+
 /// One backend of a route: an app instance listening on `host:port`.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
@@ -22,6 +24,8 @@ pub(crate) struct Endpoint {
     pub(crate) app_id: Option<String>,
     pub(crate) instance_id: Option<String>,
     pub(crate) instance_index: Option<String>,
+    /// The app identity for access-log envelopes; `None` without an app id (no app log).
+    pub(crate) log_identity: Option<Arc<LogIdentity>>,
     stale_threshold: Duration,
     /// Origin of the millisecond clocks below.
     epoch: Instant,
@@ -38,6 +42,7 @@ impl Endpoint {
             app_id: message.app.clone(),
             instance_id: message.private_instance_id.clone(),
             instance_index: message.private_instance_index.clone(),
+            log_identity: LogIdentity::from_registration(message).map(Arc::new),
             stale_threshold,
             epoch: now,
             last_registered_ms: AtomicU64::new(0),
@@ -55,6 +60,7 @@ impl Endpoint {
             && self.app_id == other.app_id
             && self.instance_id == other.instance_id
             && self.instance_index == other.instance_index
+            && self.log_identity == other.log_identity
             && self.stale_threshold == other.stale_threshold
     }
 

@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod dea;
+pub mod logs;
 pub mod router;
 pub mod subjects;

@@ -392,9 +392,12 @@ async fn create(
                     environment_variables,
                 },
             )?;
-            Ok(present::app(&base, &app, &space.guid))
+            let identity = crate::app_logs::identity(conn, &app)?;
+            Ok((present::app(&base, &app, &space.guid), identity))
         })
         .await?;
+    let (body, identity) = body;
+    state.api_logs.app_created(&identity);
     Ok(HttpResponse::Created().json(body))
 }
 
@@ -491,13 +494,15 @@ async fn delete(
                     .map(BlobKey::Droplet),
             );
             blobs.push(BlobKey::BuildpackCache(app.guid.clone()));
+            let identity = crate::app_logs::identity(conn, &app)?;
             let job = store::jobs::run_now(conn, "app.delete", "app", &app.guid, |conn| {
                 store::apps::delete_cascade(conn, app.id)
             })?;
-            Ok((job, blobs))
+            Ok((job, blobs, identity))
         })
         .await?;
-    let (job_guid, blobs) = job_guid;
+    let (job_guid, blobs, identity) = job_guid;
+    state.api_logs.app_deleted(&identity);
     // A deleted app runs nowhere.
     crate::v3::running::stop_all(&state.stager, &app_guid).await;
     state.blobs.delete_all(blobs).await;

@@ -120,12 +120,20 @@ async fn create(
         job.app_guid.clone(),
         job.package_guid.clone(),
     );
+    state
+        .api_logs
+        .build_creating(&crate::app_logs::identity_from_vcap(
+            &job.app_guid,
+            &job.vcap_application,
+        ));
     let finished = state.stager.dispatch(state.db.clone(), job);
     // Fast staging is answered as done, so the CLI's first (immediate) poll needs no second.
     if tokio::time::timeout(state.sync_wait, finished)
         .await
         .is_ok()
     {
+        // Let the CLI's log stream show the staging output before it sees STAGED.
+        tokio::time::sleep(state.staging_log_drain).await;
         let base = state.external_url.clone();
         let done = state
             .db

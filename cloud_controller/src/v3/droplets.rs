@@ -278,8 +278,15 @@ async fn set_current(
                     )
                 })?;
             store::builds::set_current_droplet(conn, app.id, Some(&droplet.guid))?;
-            Ok(relationship_body(&base, &app.guid, &droplet.guid))
+            let identity = crate::app_logs::identity(conn, &app)?;
+            Ok((
+                relationship_body(&base, &app.guid, &droplet.guid),
+                identity,
+                droplet.guid,
+            ))
         })
         .await?;
+    let (body, identity, droplet_guid) = body;
+    state.api_logs.droplet_assigned(&identity, &droplet_guid);
     Ok(HttpResponse::Ok().json(body))
 }

@@ -319,6 +319,10 @@ pub async fn after_scale(state: &AppState, before: &ProcessRow, after: ProcessRo
     else {
         return;
     };
+    state.api_logs.process_scaling(
+        &crate::app_logs::identity_of(&plan.app, &plan.space, &plan.org),
+        &after.process_type,
+    );
     if plan.app.state != STARTED {
         return;
     }
@@ -599,8 +603,12 @@ async fn start_app(
             Ok((AppPlan { app, ..plan }, was_started))
         })
         .await?;
+    let identity = crate::app_logs::identity_of(&plan.app, &plan.space, &plan.org);
     if stop_first {
+        state.api_logs.app_restarted(&identity);
         stop_all(&state.stager, &plan.app.guid).await;
+    } else {
+        state.api_logs.app_starting(&identity);
     }
     if stop_first || !was_started {
         let expectations = start_all(&state.stager, &plan, &state.external_url).await;
@@ -637,16 +645,18 @@ async fn stop(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
-    let (app, space_guid) = state
+    let (app, space_guid, identity) = state
         .db
         .run(move |conn| {
             let app = check_writer(conn, &user, &guid)?;
             let app = set_state(conn, app.id, store::apps::STOPPED)?;
             let space = store::spaces::find_by_id(conn, app.space_id)?
                 .ok_or_else(|| ApiError::not_found("App"))?;
-            Ok((app, space.guid))
+            let identity = crate::app_logs::identity(conn, &app)?;
+            Ok((app, space.guid, identity))
         })
         .await?;
+    state.api_logs.app_stopping(&identity);
     stop_all(&state.stager, &app.guid).await;
     state.stager.run_state().clear_crashes(&app.guid, None);
     Ok(HttpResponse::Ok().json(present::app(&state.external_url, &app, &space_guid)))

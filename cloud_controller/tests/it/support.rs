@@ -303,6 +303,7 @@ pub(crate) fn cc_config(database_url: &str, external_url: &str, uaa_url: &str) -
         internal_api: None,
         system_buildpacks_dir: None,
         sync_wait_secs: 10,
+        staging_log_drain_ms: 2300,
         services: Default::default(),
     }
 }

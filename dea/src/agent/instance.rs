@@ -13,6 +13,7 @@ use protocol::dea::StartMessage;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+use super::logs::InstanceLog;
 use super::{blobs, Event, Shared};
 use crate::container::{Container, ContainerRuntime, ExitStatus, Limits, OutputLine};
 use crate::launch::health::{
@@ -26,6 +27,8 @@ use crate::network::{Attachment, CONTAINER_PORT};
 pub(super) struct ExitInfo {
     pub(super) status: Option<i32>,
     pub(super) description: String,
+    /// The kernel killed it for exceeding its memory limit.
+    pub(super) out_of_memory: bool,
 }
 
 impl ExitInfo {
@@ -38,6 +41,7 @@ impl ExitInfo {
         ExitInfo {
             status: Some(status.code),
             description,
+            out_of_memory: status.oom_killed,
         }
     }
 
@@ -45,6 +49,7 @@ impl ExitInfo {
         ExitInfo {
             status: None,
             description,
+            out_of_memory: false,
         }
     }
 }
@@ -62,6 +67,16 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 }
 
 impl InstanceTask {
+    /// The instance's log stream.
+    fn instance_log(&self) -> InstanceLog {
+        InstanceLog::new(
+            self.shared.logs.clone(),
+            &self.message,
+            &self.instance_id,
+            &self.shared.id,
+        )
+    }
+
     fn instance_dir(&self) -> PathBuf {
         self.shared
             .config
@@ -84,6 +99,12 @@ impl InstanceTask {
                 ExitInfo::failed(format!("setting up the container network: {error}"))
             }
         };
+        let log = self.instance_log();
+        if let Some(code) = exit.status {
+            log.exit_status(code, exit.out_of_memory, None);
+        }
+        log.stopping();
+        log.destroyed();
         if let Ok(Some(attachment)) = attachment {
             attachment.release().await;
         }
@@ -110,7 +131,8 @@ impl InstanceTask {
         attachment: Option<&Attachment>,
     ) -> ExitInfo {
         let (output_sender, mut output) = mpsc::channel::<OutputLine>(256);
-        let lifecycle = self.lifecycle(stop, output_sender, attachment);
+        let log = self.instance_log();
+        let lifecycle = self.lifecycle(stop, output_sender, attachment, &log);
         tokio::pin!(lifecycle);
         // App output goes to the log until loggregator takes it; the container blocks while
         // the channel is full, so keep receiving.
@@ -119,6 +141,7 @@ impl InstanceTask {
                 exit = &mut lifecycle => break exit,
                 Some(line) = output.recv() => {
                     tracing::debug!(target: "dea::app_log", app = %self.message.droplet, instance = %self.instance_id, stream = super::stream_name(line.stream), line = %line.line);
+                    log.app_line(line.stream, &line.line);
                 }
             }
         }
@@ -129,10 +152,11 @@ impl InstanceTask {
         stop: &mut watch::Receiver<bool>,
         output: mpsc::Sender<OutputLine>,
         attachment: Option<&Attachment>,
+        log: &InstanceLog,
     ) -> ExitInfo {
         let grace = self.shared.config.stop_grace();
         let started = tokio::select! {
-            started = self.start(output, attachment) => started,
+            started = self.start(output, attachment, log) => started,
             // Dropping `start` drops (kills) a container it may have created.
             _ = stop_requested(stop) => return ExitInfo::failed("stopped while starting".into()),
         };
@@ -151,6 +175,10 @@ impl InstanceTask {
                 container: container.clone(),
             })
             .await;
+        if health.is_some() {
+            log.health_monitoring();
+        }
+        let health_started = std::time::Instant::now();
         let healthy = match &health {
             None => Ok(()),
             Some(health) => tokio::select! {
@@ -163,11 +191,13 @@ impl InstanceTask {
             Err(HealthError::Exited(status)) => return ExitInfo::exited(status),
             Err(error) => {
                 tracing::warn!(%error, "instance failed its health check");
+                log.never_healthy(health_started.elapsed());
                 let mut exit = stop_container(container.as_ref(), Duration::ZERO).await;
                 exit.description = error.to_string();
                 return exit;
             }
         }
+        log.healthy();
         let _ = self
             .shared
             .events
@@ -196,6 +226,7 @@ impl InstanceTask {
                             return ExitInfo::exited(status);
                         }
                         tracing::warn!(%error, "instance became unhealthy");
+                        log.unhealthy();
                         let mut exit = stop_container(container.as_ref(), grace).await;
                         exit.description = format!("Instance became unhealthy: {error}");
                         return exit;
@@ -210,9 +241,19 @@ impl InstanceTask {
         &self,
         output: mpsc::Sender<OutputLine>,
         attachment: Option<&Attachment>,
+        log: &InstanceLog,
     ) -> Result<(Arc<dyn Container>, Option<HealthCheckConfig>), String> {
         let message = &self.message;
-        let droplet = self.droplet().await?;
+        log.creating();
+        log.downloading_droplet();
+        let (droplet, downloaded) = match self.droplet().await {
+            Ok(found) => found,
+            Err(error) => {
+                log.failed_to_create(&error);
+                return Err(error);
+            }
+        };
+        log.downloaded_droplet(downloaded);
         let dir = self.instance_dir();
         let home = dir.join("home");
         tokio::fs::create_dir_all(&home)
@@ -274,8 +315,13 @@ impl InstanceTask {
                 .runtime
                 .start(spec, output)
                 .await
-                .map_err(|error| format!("starting the container: {error}"))?,
+                .map_err(|error| {
+                    let error = format!("starting the container: {error}");
+                    log.failed_to_create(&error);
+                    error
+                })?,
         );
+        log.created();
         let check = match message.health_check_type.as_deref() {
             None | Some("") | Some("port") => Some(HealthCheck::Port { port: app_port }),
             Some("http") => Some(HealthCheck::Http {
@@ -306,15 +352,16 @@ impl InstanceTask {
         Ok((container, health))
     }
 
-    /// The droplet from the cache, downloading it (and checking its SHA-1) when missing.
-    async fn droplet(&self) -> Result<PathBuf, String> {
+    /// The droplet from the cache, downloading it (and checking its SHA-1) when missing; with
+    /// the downloaded size (`None` when it came from the cache).
+    async fn droplet(&self) -> Result<(PathBuf, Option<u64>), String> {
         let message = &self.message;
         let droplets = self.shared.config.base_dir.join("droplets");
         let valid_sha1 =
             !message.sha1.is_empty() && message.sha1.chars().all(|c| c.is_ascii_hexdigit());
         let cached = droplets.join(format!("{}.tgz", message.sha1));
         if valid_sha1 && tokio::fs::try_exists(&cached).await.unwrap_or(false) {
-            return Ok(cached);
+            return Ok((cached, None));
         }
         let download = droplets.join(format!("download-{}.tgz", self.instance_id));
         blobs::download(
@@ -337,11 +384,15 @@ impl InstanceTask {
             }
             .to_string());
         }
+        let size = tokio::fs::metadata(&download)
+            .await
+            .map(|metadata| metadata.len())
+            .ok();
         let cached = droplets.join(format!("{actual}.tgz"));
         tokio::fs::rename(&download, &cached)
             .await
             .map_err(|error| format!("caching the droplet: {error}"))?;
-        Ok(cached)
+        Ok((cached, size))
     }
 }
 

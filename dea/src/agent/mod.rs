@@ -5,6 +5,7 @@
 
 mod blobs;
 mod instance;
+mod logs;
 mod staging_task;
 
 use std::collections::{BTreeMap, HashMap};
@@ -165,6 +166,13 @@ pub async fn run(config: DeaConfig, nats: async_nats::Client) -> Result<DeaServe
         network,
         staging_logs: staging_logs.clone(),
         events,
+        logs: match protocol::logs::LogEmitter::new(config.loggregator_ingress) {
+            Ok(emitter) => emitter,
+            Err(error) => {
+                tracing::warn!(%error, "cannot send app logs; continuing without them");
+                protocol::logs::LogEmitter::disabled()
+            }
+        },
         config,
     });
     let agent = Agent {
@@ -222,6 +230,8 @@ struct Shared {
     network: Option<Arc<Network>>,
     staging_logs: broadcast::Sender<StagingLogLine>,
     events: mpsc::Sender<Event>,
+    /// Sends app, staging and CELL lines to the loggregator (never blocks).
+    logs: protocol::logs::LogEmitter,
 }
 
 impl Shared {
@@ -526,14 +536,31 @@ impl Agent {
         uris: Option<Vec<String>>,
     ) -> Option<RegistryMessage> {
         let record = self.instances.get(instance_id)?;
+        // The route-emitter's tags, so the router's access lines carry the app's names.
+        let metadata = instance::app_metadata(&record.message);
+        let tags = BTreeMap::from([
+            (
+                "component".to_string(),
+                format!("dea-{}", self.shared.config.index),
+            ),
+            ("app_id".to_string(), metadata.app_guid),
+            ("app_name".to_string(), metadata.app_name),
+            ("space_id".to_string(), metadata.space_guid),
+            ("space_name".to_string(), metadata.space_name),
+            ("organization_id".to_string(), metadata.organization_guid),
+            ("organization_name".to_string(), metadata.organization_name),
+            ("process_id".to_string(), metadata.process_guid),
+            ("process_type".to_string(), metadata.process_type),
+            (
+                "process_instance_id".to_string(),
+                record.instance_id.clone(),
+            ),
+        ]);
         Some(RegistryMessage {
             host: self.shared.config.host_ip.clone(),
             port: record.port,
             uris: uris.unwrap_or_else(|| record.message.uris.clone()),
-            tags: BTreeMap::from([(
-                "component".to_string(),
-                format!("dea-{}", self.shared.config.index),
-            )]),
+            tags,
             app: Some(record.message.droplet.clone()),
             private_instance_id: Some(record.instance_id.clone()),
             private_instance_index: Some(record.message.index.to_string()),

@@ -165,6 +165,7 @@ impl StagingTask {
 
     fn log(&self, stream: Stream, line: &str) {
         tracing::info!(target: "dea::staging_log", app = %self.request.app_id, task_id = %self.request.task_id, stream = super::stream_name(stream), line);
+        super::logs::StagingLog::new(self.shared.logs.clone(), &self.request).line(stream, line);
         let _ = self.shared.staging_logs.send(StagingLogLine {
             task_id: self.request.task_id.clone(),
             app_id: self.request.app_id.clone(),

@@ -22,6 +22,12 @@ pub enum HealthCheck {
 }
 
 /// How to run the startup check.
+/// For this long after start, failed startup probes are retried every [`FAST_PROBE_INTERVAL`]:
+/// most apps listen within a second, and RUNNING (and routable) should follow at once.
+pub const FAST_PROBING: Duration = Duration::from_secs(2);
+/// The pause between startup probes during [`FAST_PROBING`].
+pub const FAST_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct HealthCheckConfig {
     pub check: HealthCheck,
@@ -198,8 +204,14 @@ pub async fn wait_until_healthy(
                 last_error,
             });
         }
-        // Wake early if the container exits meanwhile.
-        let _ = tokio::time::timeout(config.interval, container.wait()).await;
+        // Probe often while a fast app is most likely to come up, then every `interval`; wake
+        // early if the container exits meanwhile.
+        let pause = if started.elapsed() < FAST_PROBING {
+            FAST_PROBE_INTERVAL.min(config.interval)
+        } else {
+            config.interval
+        };
+        let _ = tokio::time::timeout(pause, container.wait()).await;
     }
 }
 

@@ -929,3 +929,114 @@ async fn malformed_messages_are_ignored_and_failed_staging_replies_with_an_error
     assert_eq!(advert.available_memory, 8192);
     world.stop().await;
 }
+
+/// Every log envelope received on `socket` within `secs`, until `enough` holds, as
+/// (source_type, instance_id, log type, payload).
+async fn receive_logs(
+    socket: &tokio::net::UdpSocket,
+    secs: u64,
+    enough: impl Fn(&[(String, String, String, String)]) -> bool,
+) -> Vec<(String, String, String, String)> {
+    use base64::Engine;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    let mut buffer = vec![0u8; 70_000];
+    while !enough(&seen) {
+        let Ok(Ok(length)) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await
+        else {
+            break;
+        };
+        let datagram: serde_json::Value = serde_json::from_slice(&buffer[..length]).unwrap();
+        for envelope in datagram["batch"].as_array().cloned().unwrap_or_default() {
+            let payload = envelope["log"]["payload"].as_str().unwrap_or_default();
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            seen.push((
+                envelope["tags"]["source_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                envelope["instance_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                envelope["log"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                payload,
+            ));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn app_output_and_lifecycle_lines_go_to_the_loggregator() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ingress = socket.local_addr().unwrap();
+    let Some(world) = World::start_with(move |config| {
+        config.loggregator_ingress = Some(ingress);
+    })
+    .await
+    else {
+        return;
+    };
+    let app = unique_id("talker");
+    let droplet_blob = droplet(
+        &world.h,
+        "echo hello from stdout; echo oops on stderr >&2; sleep 1; exit 7",
+    );
+    let sha1 = sha1_hex(&droplet_blob);
+    world.blobs.put("/droplets/talker.tgz", droplet_blob);
+    let mut start = world.start_message(&app, "/droplets/talker.tgz", &sha1);
+    start.health_check_type = Some("process".into());
+    start.index = 2;
+    start.vcap_application = serde_json::json!({
+        "application_name": "talker", "space_id": "space-guid", "space_name": "dev",
+        "organization_id": "org-guid", "organization_name": "acme",
+        "process_id": "process-guid", "process_type": "web",
+    });
+    world
+        .publish(format!("dea.{}.start", world.id), json(&start))
+        .await;
+    let lines = receive_logs(&socket, 60, |seen| {
+        seen.iter()
+            .any(|(_, _, _, payload)| payload.contains("successfully destroyed container"))
+    })
+    .await;
+    let has = |source: &str, kind: &str, text: &str| {
+        lines
+            .iter()
+            .any(|(source_type, instance, log_type, payload)| {
+                source_type == source
+                    && instance == "2"
+                    && log_type == kind
+                    && payload.contains(text)
+            })
+    };
+    assert!(
+        has("APP/PROC/WEB", "OUT", "hello from stdout"),
+        "{lines:#?}"
+    );
+    assert!(has("APP/PROC/WEB", "ERR", "oops on stderr"), "{lines:#?}");
+    assert!(has("APP/PROC/WEB", "OUT", "Exit status 7"), "{lines:#?}");
+    assert!(
+        has(
+            "CELL",
+            "OUT",
+            &format!("Cell {} creating container for instance", world.id)
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        has("CELL", "OUT", "successfully created container for instance"),
+        "{lines:#?}"
+    );
+    assert!(has("CELL", "OUT", "Downloading droplet..."), "{lines:#?}");
+    assert!(has("CELL", "OUT", "Container became healthy"), "{lines:#?}");
+    assert!(has("CELL", "OUT", "stopping instance"), "{lines:#?}");
+    world.stop().await;
+}

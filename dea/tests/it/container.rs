@@ -57,7 +57,13 @@ async fn runs_as_vcap_with_a_read_only_root_and_writable_home_and_tmp() {
 async fn sigterm_is_forwarded_to_the_app() {
     let Some(h) = harness().await else { return };
     // `sleep` has no handler for SIGTERM; as PID 1 it would ignore it, under the init it dies.
-    let (container, _output) = h.start(h.shell_spec("echo started; exec sleep 600")).await;
+    let (container, mut output) = h.start(h.shell_spec("echo started; exec sleep 600")).await;
+    // Stop only once the app runs: a stop racing the container's start-up says nothing about
+    // signal forwarding.
+    let first = tokio::time::timeout(Duration::from_secs(30), output.recv())
+        .await
+        .expect("the app starts");
+    assert_eq!(first.map(|line| line.line).as_deref(), Some("started"));
     let started = Instant::now();
     let status = container.stop(Duration::from_secs(20)).await.unwrap();
     assert_eq!(status.code, 143, "killed by SIGTERM: {status:?}");

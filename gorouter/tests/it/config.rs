@@ -11,6 +11,21 @@ fn the_example_config_parses_and_validates() {
     assert_eq!(config.prune_threshold_secs, 120);
     assert_eq!(config.register_interval_secs, 20);
     assert_eq!(config.hosts, vec!["127.0.0.1".to_owned()]);
+    assert_eq!(config.index, 0);
+    assert_eq!(config.loggregator_ingress, None);
+    // The commented-out example value parses too.
+    let ingress = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# loggregator_ingress: "))
+        .expect("the example shows loggregator_ingress");
+    let config: RouterConfig =
+        serde_yaml::from_str(&format!("loggregator_ingress: {ingress}\nindex: 3\n")).unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config.loggregator_ingress,
+        Some("127.0.0.1:3457".parse().unwrap())
+    );
+    assert_eq!(config.index, 3);
 }
 
 #[test]

@@ -145,6 +145,7 @@ impl TestRouter {
         let nats = Nats::start().await?;
         let bus = nats.client().await;
         let server = start_router(config, &nats).await;
+        wait_for_subscriptions(&bus).await;
         Some(TestRouter { server, bus, nats })
     }
 
@@ -177,6 +178,25 @@ pub(crate) async fn start_router(config: RouterConfig, nats: &Nats) -> RouterSer
     gorouter::run(config, listener, nats.client().await)
         .await
         .expect("router starts")
+}
+
+/// Waits until the router answers `router.greet`, as a registrar starting up would. The
+/// router's client flushes its subscriptions to the socket before `run` returns, but the server
+/// may not have processed them yet when another connection publishes; the greet reply proves
+/// it has (the register subscription is sent before the greet one).
+async fn wait_for_subscriptions(bus: &async_nats::Client) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let greet = bus.request("router.greet", Bytes::new());
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), greet).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the router did not answer router.greet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A `router.register` body for a backend on 127.0.0.1.

@@ -1,0 +1,232 @@
+//! Ingress: the UDP receive thread and the [`Ingestor`] every envelope goes through (store it,
+//! hand it to the app's syslog drains). Receiving never pushes back on senders: the socket is
+//! UDP with a large kernel buffer, the thread only parses and appends, and drains take
+//! envelopes through bounded drop-oldest queues.
+//!
+//! Each datagram is an [`IngressDatagram`] with the emitter's id and sequence number; gaps in
+//! an emitter's sequence are counted as lost datagrams once they are `REORDER_WINDOW` behind
+//! (late datagrams inside the window fill their gap).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::logs::{Envelope, IngressDatagram};
+
+use crate::drains::DrainRegistry;
+use crate::metrics::Metrics;
+use crate::store::{Entry, Store};
+
+/// How often the receive thread wakes up to check for shutdown when no datagram arrives.
+const RECEIVE_TIMEOUT: Duration = Duration::from_millis(100);
+/// A missing sequence number is counted lost once the emitter is this far past it.
+const REORDER_WINDOW: u64 = 256;
+/// Gaps larger than this are counted lost at once instead of being tracked one by one.
+const MAX_TRACKED_GAP: u64 = 4096;
+/// Emitters silent for this long are forgotten.
+const EMITTER_IDLE: Duration = Duration::from_secs(600);
+
+/// Stores envelopes and forwards them to drains; shared by the receive thread, the drop
+/// notices and the drain writers' own notices.
+pub(crate) struct Ingestor {
+    pub(crate) store: Store,
+    pub(crate) drains: Arc<DrainRegistry>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Ingestor {
+    /// Stores the envelopes and queues them for their apps' drains. Envelopes without a
+    /// source id are dropped (log-cache cannot serve them).
+    pub(crate) fn ingest(&self, envelopes: Vec<Envelope>) {
+        let batch: Vec<(String, Entry)> = envelopes
+            .iter()
+            .filter(|envelope| !envelope.source_id.is_empty())
+            .filter_map(|envelope| {
+                Entry::new(envelope).map(|entry| (envelope.source_id.clone(), entry))
+            })
+            .collect();
+        Metrics::add(&self.metrics.ingress_envelopes, batch.len() as u64);
+        self.drains.dispatch(envelopes);
+        self.store.insert_batch(batch);
+    }
+
+    /// Stores an envelope without sending it to drains (notices about a drain itself).
+    pub(crate) fn store_only(&self, envelope: &Envelope) {
+        if let Some(entry) = Entry::new(envelope) {
+            self.store
+                .insert_batch(vec![(envelope.source_id.clone(), entry)]);
+        }
+    }
+
+    /// Writes an `LGR` line into each source that lost envelopes since its last notice, in the
+    /// words of loggregator's truncating buffer.
+    pub(crate) fn report_drops(&self, interval: Duration) {
+        for notice in self.store.take_drop_notices(interval) {
+            let text = format!(
+                "Log message output is too high. {} messages dropped (Total {} messages dropped) from loggregator to log-cache.",
+                notice.dropped, notice.total
+            );
+            tracing::debug!(source_id = %notice.source_id, dropped = notice.dropped, "envelopes dropped");
+            self.ingest(vec![Envelope::loggregator_log(notice.source_id, text)]);
+        }
+    }
+}
+
+struct EmitterSequence {
+    next: u64,
+    missing: BTreeSet<u64>,
+    last_seen: Instant,
+}
+
+/// Tracks emitters' sequence numbers and counts datagrams that never arrived.
+#[derive(Default)]
+pub(crate) struct LossTracker {
+    emitters: HashMap<String, EmitterSequence>,
+    last_prune: Option<Instant>,
+}
+
+impl LossTracker {
+    /// Records a datagram; returns how many datagrams are now known to be lost.
+    fn record(&mut self, emitter: &str, seq: u64, now: Instant) -> u64 {
+        let mut lost = 0;
+        match self.emitters.get_mut(emitter) {
+            None => {
+                // First sight (or after a loggregator restart): nothing before it is expected.
+                self.emitters.insert(
+                    emitter.to_owned(),
+                    EmitterSequence {
+                        next: seq.saturating_add(1),
+                        missing: BTreeSet::new(),
+                        last_seen: now,
+                    },
+                );
+            }
+            Some(state) => {
+                state.last_seen = now;
+                if seq >= state.next {
+                    let gap = seq - state.next;
+                    if gap > MAX_TRACKED_GAP {
+                        lost += gap;
+                    } else {
+                        state.missing.extend(state.next..seq);
+                    }
+                    state.next = seq.saturating_add(1);
+                } else {
+                    state.missing.remove(&seq);
+                }
+                let horizon = state.next.saturating_sub(REORDER_WINDOW);
+                while let Some(&oldest) = state.missing.first() {
+                    if oldest >= horizon {
+                        break;
+                    }
+                    state.missing.pop_first();
+                    lost += 1;
+                }
+            }
+        }
+        if self
+            .last_prune
+            .is_none_or(|last| now.duration_since(last) > EMITTER_IDLE / 10)
+        {
+            self.last_prune = Some(now);
+            self.emitters.retain(|_, state| {
+                let keep = now.duration_since(state.last_seen) < EMITTER_IDLE;
+                if !keep {
+                    lost += state.missing.len() as u64;
+                }
+                keep
+            });
+        }
+        lost
+    }
+}
+
+/// Prepares the ingress socket: blocking reads with a timeout (so the thread sees shutdown)
+/// and a large kernel receive buffer.
+pub(crate) fn prepare_socket(
+    socket: &UdpSocket,
+    receive_buffer_bytes: usize,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(RECEIVE_TIMEOUT))?;
+    let socket_ref = socket2::SockRef::from(socket);
+    if let Err(error) = socket_ref.set_recv_buffer_size(receive_buffer_bytes) {
+        tracing::warn!(%error, receive_buffer_bytes, "cannot enlarge the ingress receive buffer");
+    }
+    Ok(())
+}
+
+/// The receive loop, run on its own thread (one per `ingress_threads`, all on clones of the
+/// one socket, sharing one loss tracker) until `stop` is set.
+pub(crate) fn receive_loop(
+    socket: UdpSocket,
+    ingestor: Arc<Ingestor>,
+    tracker: Arc<Mutex<LossTracker>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        let length = match socket.recv(&mut buffer) {
+            Ok(length) => length,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(error) => {
+                // ICMP errors from earlier sends and the like; keep receiving.
+                tracing::debug!(%error, "ingress receive failed");
+                continue;
+            }
+        };
+        Metrics::add(&ingestor.metrics.ingress_datagrams, 1);
+        match IngressDatagram::decode(&buffer[..length]) {
+            Ok(datagram) => {
+                let lost = tracker
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .record(&datagram.emitter, datagram.seq, Instant::now());
+                if lost > 0 {
+                    Metrics::add(&ingestor.metrics.ingress_lost_datagrams, lost);
+                }
+                ingestor.ingest(datagram.batch);
+            }
+            Err(error) => {
+                Metrics::add(&ingestor.metrics.ingress_invalid_datagrams, 1);
+                tracing::debug!(%error, length, "invalid ingress datagram");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_count_as_lost_only_beyond_the_reorder_window() {
+        let mut tracker = LossTracker::default();
+        let now = Instant::now();
+        assert_eq!(tracker.record("e", 10, now), 0);
+        assert_eq!(tracker.record("e", 12, now), 0); // 11 missing
+        assert_eq!(tracker.record("e", 11, now), 0); // late: gap filled
+        assert_eq!(tracker.record("e", 14, now), 0); // 13 missing
+        let mut lost = 0;
+        for seq in 15..(15 + REORDER_WINDOW + 1) {
+            lost += tracker.record("e", seq, now);
+        }
+        assert_eq!(lost, 1);
+        assert_eq!(tracker.record("other", 1_000_000, now), 0);
+        assert_eq!(
+            tracker.record("other", 1_000_000 + MAX_TRACKED_GAP + 2, now),
+            MAX_TRACKED_GAP + 1
+        );
+    }
+}
