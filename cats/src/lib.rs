@@ -5,9 +5,11 @@
 //! scenarios run in parallel. The harness reaches the platform only through the `cf` binary, the
 //! `kiln` binary and HTTP.
 
+mod broker;
 mod cf;
 mod platform;
 
+pub use broker::Broker;
 pub use cf::{CfOutput, CfSession};
 pub use platform::{Platform, PlatformOptions};
 

@@ -334,13 +334,16 @@ fn parse_app(entry: &Value) -> Result<AppManifest, Vec<String>> {
     if object.contains_key("docker") || object.get("lifecycle").is_some_and(|l| l != "buildpack") {
         errors.push("Only the buildpack lifecycle is supported".into());
     }
-    for key in ["sidecars", "services"] {
-        if object
-            .get(key)
-            .is_some_and(|v| v.as_array().is_some_and(|items| !items.is_empty()))
-        {
-            errors.push(format!("{} are not supported yet", label_of(key)));
-        }
+    if object
+        .get("sidecars")
+        .is_some_and(|v| v.as_array().is_some_and(|items| !items.is_empty()))
+    {
+        errors.push(format!("{} are not supported yet", label_of("sidecars")));
+    }
+    if let Err(error) =
+        crate::service_jobs::manifest_services(object.get("services").unwrap_or(&Value::Null))
+    {
+        errors.push(error);
     }
     let to_buildpack_list = |items: &[Value], errors: &mut Vec<String>| -> Vec<String> {
         let mut list = Vec::new();

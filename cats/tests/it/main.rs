@@ -2,7 +2,9 @@
 
 mod binary_app;
 mod foundation;
+mod logs;
 mod push;
+mod services;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -48,24 +48,65 @@ async fn apply_manifest(
     let guid = path.into_inner();
     let parsed = manifest::parse(&payload);
     let default_stack = state.default_stack.clone();
-    let job_guid = state
+    let user_guid = user.guid.clone();
+    let (job_guid, to_bind) = state
         .db
         .run(move |conn| {
             let space = writable_space(conn, &user, &guid)?;
             let parsed = parsed?;
             let mut apps = Vec::new();
+            let mut to_bind = Vec::new();
             for app_manifest in &parsed.applications {
                 let app = manifest::find_or_create_app(conn, &space, app_manifest, &default_stack)?;
+                let services = crate::service_jobs::manifest_services(
+                    app_manifest
+                        .raw
+                        .get("services")
+                        .unwrap_or(&serde_json::Value::Null),
+                )
+                .map_err(ApiError::unprocessable)?;
+                if !services.is_empty() {
+                    to_bind.push((app.guid.clone(), services));
+                }
                 apps.push(app);
             }
-            store::jobs::run_now(conn, "space.apply_manifest", "space", &space.guid, |conn| {
-                for (app, app_manifest) in apps.iter().zip(&parsed.applications) {
-                    manifest::apply(conn, &space, app, app_manifest)?;
-                }
-                Ok(())
-            })
+            let job = store::jobs::create(conn, "space.apply_manifest", "space", &space.guid)?;
+            let applied =
+                apps.iter()
+                    .zip(&parsed.applications)
+                    .try_for_each(|(app, app_manifest)| {
+                        manifest::apply(conn, &space, app, app_manifest)
+                    });
+            if let Err(error) = &applied {
+                store::jobs::finish(conn, &job, Some(error))?;
+                return Ok((job, Vec::new()));
+            }
+            if to_bind.is_empty() {
+                store::jobs::finish(conn, &job, None)?;
+            }
+            Ok((job, to_bind))
         })
         .await?;
+    if !to_bind.is_empty() {
+        // `services:` bind the named instances (at their brokers) once the apps exist; the job
+        // finishes after, with the first failure ("For service 'X': …").
+        let mut failure = None;
+        for (app_guid, services) in to_bind {
+            if let Err(error) = state
+                .services
+                .bind_manifest_services(&app_guid, services, Some(user_guid.clone()))
+                .await
+            {
+                failure = Some(error);
+                break;
+            }
+        }
+        let job = job_guid.clone();
+        state
+            .db
+            .run(move |conn| store::jobs::finish(conn, &job, failure.as_ref()))
+            .await?;
+    }
     Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
 }
 
