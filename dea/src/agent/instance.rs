@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::logs::InstanceLog;
 use super::{blobs, Event, Shared};
+use crate::container::disk::DiskVolume;
 use crate::container::{Container, ContainerRuntime, ExitStatus, Limits, OutputLine};
 use crate::launch::health::{
     probe, wait_until_healthy, HealthCheck, HealthCheckConfig, HealthError,
@@ -67,6 +68,27 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 }
 
 impl InstanceTask {
+    /// A volume of `limits.disk` MB mounted on the instance's home directory (`None` without a
+    /// disk limit).
+    async fn disk_volume(&self) -> Result<Option<DiskVolume>, String> {
+        let disk_mb = self.message.limits.disk;
+        if disk_mb == 0 {
+            return Ok(None);
+        }
+        let dir = self.instance_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|error| format!("creating the instance directory: {error}"))?;
+        DiskVolume::create(
+            &dir.join("disk.img"),
+            &dir.join("home"),
+            disk_mb.saturating_mul(1024 * 1024),
+        )
+        .await
+        .map(Some)
+        .map_err(|error| error.to_string())
+    }
+
     /// The instance's log stream.
     fn instance_log(&self) -> InstanceLog {
         InstanceLog::new(
@@ -92,13 +114,25 @@ impl InstanceTask {
             None => Ok(None),
             Some(network) => network.attach(Some(self.port)).await.map(Some),
         };
-        let exit = match &attachment {
-            Ok(attachment) => self.supervise(&mut stop, attachment.as_ref()).await,
-            Err(error) => {
+        // The app directory is an ext4 volume of the instance's disk quota: writes beyond it fail
+        // with ENOSPC inside the container.
+        let volume = self.disk_volume().await;
+        let exit = match (&attachment, &volume) {
+            (Ok(attachment), Ok(_)) => self.supervise(&mut stop, attachment.as_ref()).await,
+            (Err(error), _) => {
                 tracing::warn!(%error, "instance network setup failed");
                 ExitInfo::failed(format!("setting up the container network: {error}"))
             }
+            (_, Err(error)) => {
+                tracing::warn!(%error, "instance disk setup failed");
+                ExitInfo::failed(format!("setting up the instance disk: {error}"))
+            }
         };
+        if let Ok(Some(volume)) = volume {
+            if let Err(error) = volume.release().await {
+                tracing::warn!(%error, "releasing the instance disk failed");
+            }
+        }
         let log = self.instance_log();
         if let Some(code) = exit.status {
             log.exit_status(code, exit.out_of_memory, None);

@@ -1040,3 +1040,41 @@ async fn app_output_and_lifecycle_lines_go_to_the_loggregator() {
     assert!(has("CELL", "OUT", "stopping instance"), "{lines:#?}");
     world.stop().await;
 }
+
+#[tokio::test]
+async fn an_instance_cannot_write_past_its_disk_quota() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ingress = socket.local_addr().unwrap();
+    let Some(world) = World::start_with(move |config| {
+        config.loggregator_ingress = Some(ingress);
+    })
+    .await
+    else {
+        return;
+    };
+    let app = unique_id("filler");
+    let droplet_blob = droplet(
+        &world.h,
+        "if dd if=/dev/zero of=big bs=1M count=100 2>/dev/null; then echo quota-ignored; else echo quota-enforced; fi; df -m . | tail -1; exec sleep 60",
+    );
+    let sha1 = sha1_hex(&droplet_blob);
+    world.blobs.put("/droplets/filler.tgz", droplet_blob);
+    let mut start = world.start_message(&app, "/droplets/filler.tgz", &sha1);
+    start.health_check_type = Some("process".into());
+    start.limits.disk = 64;
+    world
+        .publish(format!("dea.{}.start", world.id), json(&start))
+        .await;
+    let lines = receive_logs(&socket, 60, |seen| {
+        seen.iter()
+            .any(|(_, _, _, payload)| payload.starts_with("quota-"))
+    })
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|(_, _, _, payload)| payload == "quota-enforced"),
+        "{lines:#?}"
+    );
+    world.stop().await;
+}
