@@ -186,7 +186,6 @@ pub(crate) fn receive_loop(
                 continue;
             }
         };
-        Metrics::add(&ingestor.metrics.ingress_datagrams, 1);
         match IngressDatagram::decode(&buffer[..length]) {
             Ok(datagram) => {
                 let lost = tracker
@@ -203,6 +202,9 @@ pub(crate) fn receive_loop(
                 tracing::debug!(%error, length, "invalid ingress datagram");
             }
         }
+        // Counted once handled, so a reader of the metric knows the datagram's sequence number
+        // and envelopes are accounted for.
+        Metrics::add(&ingestor.metrics.ingress_datagrams, 1);
     }
 }
 
