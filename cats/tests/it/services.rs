@@ -388,3 +388,127 @@ fn the_postgres_broker_gives_an_app_a_real_database() {
         .success();
     admin.run(&["delete-org", &org, "-f"]).success();
 }
+
+#[test]
+fn broker_errors_reach_the_user_and_space_scoped_brokers_stay_in_their_space() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    if !platform.is_local() {
+        eprintln!("skipping: the broker runs beside a local kiln up only");
+        return;
+    }
+    let broker = Broker::start("memdb", &["--async-delay-ms", "500"]).expect("the broker starts");
+    let (admin, org) = targeted_admin(&cf, platform, "svcerr");
+
+    // A space-scoped broker: registered by the space, its plans visible there without any
+    // enable-service-access, absent from other spaces.
+    let broker_name = unique_name("scoped");
+    admin
+        .run(&[
+            "create-service-broker",
+            &broker_name,
+            &broker.username,
+            &broker.password,
+            &broker.url,
+            "--space-scoped",
+        ])
+        .success()
+        .contains("OK");
+    admin
+        .run(&["service-brokers"])
+        .success()
+        .contains(&broker_name);
+    admin
+        .run(&["marketplace", "-b", &broker_name])
+        .success()
+        .contains("memdb");
+    admin.run(&["create-space", "other", "-o", &org]).success();
+    admin.run(&["target", "-o", &org, "-s", "other"]).success();
+    admin
+        .run(&["marketplace", "-b", &broker_name])
+        .lacks("small, large, async");
+    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
+
+    // The broker refuses a provision: the user reads the broker's own description.
+    let refused = admin
+        .run(&[
+            "create-service",
+            "memdb",
+            "small",
+            "refused",
+            "-b",
+            &broker_name,
+            "-c",
+            r#"{"fail":true}"#,
+        ])
+        .failure();
+    assert!(
+        refused.text().contains("Service broker error")
+            && refused
+                .text()
+                .contains("failed because the parameters asked for it"),
+        "{}",
+        refused.text()
+    );
+    // A broker that fails with a server error: CF's message, and no instance left behind
+    // in a state the user cannot clean up.
+    let broken = admin
+        .run(&[
+            "create-service",
+            "memdb",
+            "small",
+            "broken",
+            "-b",
+            &broker_name,
+            "-c",
+            r#"{"fail":500}"#,
+        ])
+        .failure();
+    assert!(
+        broken.text().contains("Service broker error") || broken.text().contains("500"),
+        "{}",
+        broken.text()
+    );
+    // An asynchronous provision the broker reports failed ends "create failed".
+    admin
+        .run(&[
+            "create-service",
+            "memdb",
+            "async",
+            "late-failure",
+            "-b",
+            &broker_name,
+            "-c",
+            r#"{"fail_async":true}"#,
+        ])
+        .success();
+    assert!(
+        eventually(Duration::from_secs(60), || admin
+            .run(&["service", "late-failure"])
+            .text()
+            .contains("create failed")),
+        "{}",
+        admin.run(&["service", "late-failure"]).text()
+    );
+    admin
+        .run(&["service", "late-failure"])
+        .contains("provisioning failed because the parameters asked for it");
+    admin
+        .run(&["delete-service", "late-failure", "-f"])
+        .success();
+    // Whatever a failed create left behind can be purged (and the async plan's delete is still
+    // being polled: its first poll comes only after the broker's poll interval).
+    for name in ["refused", "broken", "late-failure"] {
+        let _ = admin.run(&["purge-service-instance", name, "-f"]);
+    }
+    admin
+        .run(&["services"])
+        .success()
+        .lacks("refused")
+        .lacks("broken")
+        .lacks("late-failure");
+    admin
+        .run(&["delete-service-broker", &broker_name, "-f"])
+        .success();
+    admin.run(&["delete-org", &org, "-f"]).success();
+}
