@@ -7,34 +7,17 @@
 //! `--random-route`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cats::{unique_name, CfSession, Platform};
+use cats::{unique_name, Platform};
 
-use crate::{admin_session, cf_binary, shared_platform};
+use crate::{cf_binary, eventually, instance_server_dir, shared_platform, targeted_admin};
 
 /// A directory holding the instance server as `server` plus a `version.txt`.
 fn server_dir(version: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_instance-server"),
-        dir.path().join("server"),
-    )
-    .expect("copying the instance server");
+    let dir = instance_server_dir();
     std::fs::write(dir.path().join("version.txt"), version).expect("writing version.txt");
     dir
-}
-
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    condition()
 }
 
 /// The platform when it runs apps; `None` (skip) otherwise, unless runc is required.
@@ -52,15 +35,6 @@ fn platform_running_apps() -> Option<(std::path::PathBuf, &'static Platform)> {
     Some((cf, platform))
 }
 
-fn targeted_admin(cf: &Path, platform: &Platform, prefix: &str) -> CfSession {
-    let org = unique_name(prefix);
-    let admin = admin_session(cf, platform);
-    admin.run(&["create-org", &org]).success();
-    admin.run(&["create-space", "apps", "-o", &org]).success();
-    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
-    admin
-}
-
 fn body(platform: &Platform, host: &str, path: &str) -> (u16, String) {
     let (status, _, body) = platform.get_app(host, path).expect("the router answers");
     (status, body)
@@ -71,7 +45,7 @@ fn binary_app_scales_round_robin_restarts_with_new_env_and_repushes_only_changes
     let Some((cf, platform)) = platform_running_apps() else {
         return;
     };
-    let admin = targeted_admin(&cf, platform, "bin");
+    let (admin, _org) = targeted_admin(&cf, platform, "bin");
     let app = unique_name("api");
     let first = server_dir("v1");
     let dir = first.path().to_str().unwrap().to_owned();
@@ -213,7 +187,7 @@ fn manifest_and_push_flags() {
     let Some((cf, platform)) = platform_running_apps() else {
         return;
     };
-    let admin = targeted_admin(&cf, platform, "mf");
+    let (admin, _org) = targeted_admin(&cf, platform, "mf");
     let domain = &platform.options.apps_domain;
     let (web, worker, random) = (unique_name("mf"), unique_name("mfw"), unique_name("mfr"));
     let dir = server_dir("manifest");

@@ -6,22 +6,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cats::unique_name;
 
-use crate::{admin_session, cf_binary, shared_platform};
-
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    condition()
-}
+use crate::{cf_binary, eventually, instance_server_dir, shared_platform, targeted_admin};
 
 #[test]
 fn staging_app_router_api_and_cell_lines_reach_cf_logs() {
@@ -35,18 +24,9 @@ fn staging_app_router_api_and_cell_lines_reach_cf_logs() {
         eprintln!("skipping: this kiln up runs no DEA");
         return;
     }
-    let org = unique_name("logs");
-    let admin = admin_session(&cf, platform);
-    admin.run(&["create-org", &org]).success();
-    admin.run(&["create-space", "apps", "-o", &org]).success();
-    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
+    let (admin, org) = targeted_admin(&cf, platform, "logs");
     let app = unique_name("talk");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_instance-server"),
-        dir.path().join("server"),
-    )
-    .unwrap();
+    let dir = instance_server_dir();
     // The buildpack's output appears during the push, without headers.
     admin
         .run(&[
@@ -177,18 +157,9 @@ fn a_syslog_drain_receives_the_app_s_lines() {
             });
         }
     });
-    let org = unique_name("drain");
-    let admin = admin_session(&cf, platform);
-    admin.run(&["create-org", &org]).success();
-    admin.run(&["create-space", "apps", "-o", &org]).success();
-    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
+    let (admin, org) = targeted_admin(&cf, platform, "drain");
     let app = unique_name("drained");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_instance-server"),
-        dir.path().join("server"),
-    )
-    .unwrap();
+    let dir = instance_server_dir();
     admin
         .run(&[
             "push",

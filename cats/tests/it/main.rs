@@ -56,3 +56,40 @@ pub(crate) fn admin_session(cf: &std::path::Path, platform: &Platform) -> CfSess
         .success();
     session
 }
+
+/// Polls `condition` every 200 ms until it holds or `limit` passes.
+pub(crate) fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    condition()
+}
+
+/// An admin session targeting a new org (returned) and its space `apps`.
+pub(crate) fn targeted_admin(
+    cf: &std::path::Path,
+    platform: &Platform,
+    prefix: &str,
+) -> (CfSession, String) {
+    let org = cats::unique_name(prefix);
+    let admin = admin_session(cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin.run(&["create-space", "apps", "-o", &org]).success();
+    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
+    (admin, org)
+}
+
+/// A directory holding the instance server (`cats/assets/instance-server`) as `server`.
+pub(crate) fn instance_server_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_instance-server"),
+        dir.path().join("server"),
+    )
+    .expect("copying the instance server");
+    dir
+}

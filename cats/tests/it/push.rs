@@ -1,26 +1,14 @@
 //! The `cf push` story: a static site staged with the staticfile buildpack, run in runc
 //! containers on a DEA and served through the router; scale, stop, start, delete.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cats::unique_name;
 
-use crate::{admin_session, cf_binary, shared_platform};
+use crate::{admin_session, cf_binary, eventually, shared_platform};
 
 fn asset(name: &str) -> String {
     format!("{}/assets/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Polls `condition` until it holds or `limit` passes.
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    condition()
 }
 
 #[test]

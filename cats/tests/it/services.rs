@@ -3,42 +3,16 @@
 //! bound to an app whose `VCAP_SERVICES` carries the credentials, service keys, user-provided
 //! instances, plan updates, unbinding and deletion — all through the real cf CLI.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cats::{unique_name, Broker, CfSession, Platform};
 use serde_json::Value;
 
-use crate::{admin_session, cf_binary, shared_platform};
-
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    condition()
-}
-
-fn targeted_admin(cf: &Path, platform: &Platform, prefix: &str) -> (CfSession, String) {
-    let org = unique_name(prefix);
-    let admin = admin_session(cf, platform);
-    admin.run(&["create-org", &org]).success();
-    admin.run(&["create-space", "apps", "-o", &org]).success();
-    admin.run(&["target", "-o", &org, "-s", "apps"]).success();
-    (admin, org)
-}
+use crate::{cf_binary, eventually, instance_server_dir, shared_platform, targeted_admin};
 
 /// Pushes the instance server (binary buildpack) as `name`.
 fn push_server(admin: &CfSession, name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_instance-server"),
-        dir.path().join("server"),
-    )
-    .unwrap();
+    let dir = instance_server_dir();
     admin
         .run(&[
             "push",
@@ -220,12 +194,7 @@ fn a_broker_s_services_are_provisioned_bound_and_deleted() {
 
     // `services:` in a manifest binds at push time.
     let manifest_app = unique_name("mfsvc");
-    let manifest_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_instance-server"),
-        manifest_dir.path().join("server"),
-    )
-    .unwrap();
+    let manifest_dir = instance_server_dir();
     std::fs::write(
         manifest_dir.path().join("manifest.yml"),
         format!(
