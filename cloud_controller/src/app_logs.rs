@@ -318,20 +318,7 @@ pub fn identity_of(app: &AppRow, space: &SpaceRow, org: &OrgRow) -> AppIdentity 
 
 /// The tags a `vcap_application`-shaped object names (staging jobs carry one).
 pub fn identity_from_vcap(app_guid: &str, vcap: &serde_json::Value) -> AppIdentity {
-    let text = |key: &str| {
-        vcap.get(key)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    AppIdentity {
-        app_id: app_guid.to_owned(),
-        app_name: text("application_name"),
-        space_id: text("space_id"),
-        space_name: text("space_name"),
-        organization_id: text("organization_id"),
-        organization_name: text("organization_name"),
-    }
+    AppIdentity::from_vcap_application(app_guid, "", vcap)
 }
 
 /// The tags of an app: its names and those of its space and org (empty when they are gone).

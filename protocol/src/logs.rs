@@ -224,6 +224,34 @@ pub struct ProcessIdentity {
 }
 
 impl AppIdentity {
+    /// The identity a `vcap_application`-shaped object names (`application_name`, `space_id`,
+    /// `space_name`, `organization_id`, `organization_name`); `fallback_name` when it names no app.
+    pub fn from_vcap_application(
+        app_guid: &str,
+        fallback_name: &str,
+        vcap: &serde_json::Value,
+    ) -> AppIdentity {
+        let text = |key: &str| {
+            vcap.get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let name = text("application_name");
+        AppIdentity {
+            app_id: app_guid.to_owned(),
+            app_name: if name.is_empty() {
+                fallback_name.to_owned()
+            } else {
+                name
+            },
+            space_id: text("space_id"),
+            space_name: text("space_name"),
+            organization_id: text("organization_id"),
+            organization_name: text("organization_name"),
+        }
+    }
+
     fn insert_tags(&self, tags: &mut BTreeMap<String, String>) {
         for (key, value) in [
             ("app_id", &self.app_id),

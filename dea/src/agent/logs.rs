@@ -22,23 +22,6 @@ fn text(value: &Value, key: &str) -> String {
         .to_owned()
 }
 
-/// The app identity carried by a `vcap_application`-shaped object.
-pub(crate) fn app_identity(app_guid: &str, fallback_name: &str, vcap: &Value) -> AppIdentity {
-    let name = text(vcap, "application_name");
-    AppIdentity {
-        app_id: app_guid.to_owned(),
-        app_name: if name.is_empty() {
-            fallback_name.to_owned()
-        } else {
-            name
-        },
-        space_id: text(vcap, "space_id"),
-        space_name: text(vcap, "space_name"),
-        organization_id: text(vcap, "organization_id"),
-        organization_name: text(vcap, "organization_name"),
-    }
-}
-
 /// Splits `line` into pieces of at most [`MAX_LINE_BYTES`] on character boundaries.
 pub(crate) fn split_line(line: &str) -> Vec<&str> {
     if line.len() <= MAX_LINE_BYTES {
@@ -89,7 +72,7 @@ impl InstanceLog {
             .unwrap_or_else(|| message.droplet.clone());
         InstanceLog {
             emitter,
-            app: app_identity(&message.droplet, &message.name, vcap),
+            app: AppIdentity::from_vcap_application(&message.droplet, &message.name, vcap),
             process: ProcessIdentity {
                 process_id,
                 process_type,
@@ -270,7 +253,7 @@ impl StagingLog {
             .unwrap_or(Value::Null);
         StagingLog {
             emitter,
-            app: app_identity(&request.app_id, "", &vcap),
+            app: AppIdentity::from_vcap_application(&request.app_id, "", &vcap),
         }
     }
 
