@@ -100,6 +100,11 @@ pub(crate) struct UpArgs {
     /// reserves its disk quota, 1 GB unless set).
     #[arg(long, default_value_t = 65536)]
     pub(crate) dea_disk_mb: u64,
+    /// Timeout of every request to a service broker, in seconds (CC's
+    /// `broker_client_timeout_seconds`): past it the user sees "The request to the service broker
+    /// timed out".
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) broker_client_timeout_seconds: u64,
     /// Also stop when standard input reaches end of file (used by test harnesses that start
     /// `kiln up` as a child, so it never outlives them).
     #[arg(long, hide = true)]
@@ -222,6 +227,7 @@ impl Platform {
             "log_cache_url": log_cache_url,
             "loggregator_ingress": ingress_addr,
             "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
+            "broker_client_timeout_seconds": args.broker_client_timeout_seconds,
         }))
         .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
         let cloud_controller = match cloud_controller::run_with_nats(
