@@ -106,3 +106,101 @@ pub(crate) async fn run(args: BrokerArgs) -> anyhow::Result<()> {
     broker.server.stop().await;
     Ok(())
 }
+
+/// Name under which `kiln up` registers the PostgreSQL broker it runs.
+pub(crate) const POSTGRES_BROKER_NAME: &str = "postgres";
+
+/// Registers the broker at `url` under `name` with the Cloud Controller at `api_url`, or points
+/// the existing registration of that name at `url` with the new credentials (the broker `kiln up`
+/// runs gets a fresh port and password at every start). Authenticates as the platform admin
+/// client through UAA. Waits for the CC's job, so the catalog is in the marketplace on return.
+pub(crate) async fn register_with_cloud_controller(
+    api_url: &str,
+    uaa_url: &str,
+    admin_client: (&str, &str),
+    name: &str,
+    url: &str,
+    credentials: (&str, &str),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let token: serde_json::Value = http
+        .post(format!("{uaa_url}/oauth/token"))
+        .basic_auth(admin_client.0, Some(admin_client.1))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .error_for_status()
+        .context("token for the admin client")?
+        .json()
+        .await?;
+    let token = token["access_token"]
+        .as_str()
+        .context("UAA answered without an access_token")?
+        .to_owned();
+    let bearer = format!("bearer {token}");
+
+    let existing: serde_json::Value = http
+        .get(format!("{api_url}/v3/service_brokers"))
+        .query(&[("names", name)])
+        .header("Authorization", &bearer)
+        .send()
+        .await?
+        .error_for_status()
+        .context("listing service brokers")?
+        .json()
+        .await?;
+    let authentication = serde_json::json!({
+        "type": "basic",
+        "credentials": {"username": credentials.0, "password": credentials.1},
+    });
+    let request = match existing["resources"][0]["guid"].as_str() {
+        Some(guid) => http
+            .patch(format!("{api_url}/v3/service_brokers/{guid}"))
+            .json(&serde_json::json!({"url": url, "authentication": authentication})),
+        None => http
+            .post(format!("{api_url}/v3/service_brokers"))
+            .json(&serde_json::json!({"name": name, "url": url, "authentication": authentication})),
+    };
+    let response = request.header("Authorization", &bearer).send().await?;
+    let status = response.status();
+    let job_url = response
+        .headers()
+        .get("Location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("the Cloud Controller answered {status}: {body}");
+    }
+    let Some(job_url) = job_url else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: serde_json::Value = http
+            .get(&job_url)
+            .header("Authorization", &bearer)
+            .send()
+            .await?
+            .error_for_status()
+            .context("reading the broker registration job")?
+            .json()
+            .await?;
+        match job["state"].as_str() {
+            Some("COMPLETE") => return Ok(()),
+            Some("FAILED") => anyhow::bail!(
+                "{}",
+                job["errors"][0]["detail"]
+                    .as_str()
+                    .unwrap_or("the registration job failed")
+            ),
+            _ if tokio::time::Instant::now() > deadline => {
+                anyhow::bail!("the registration job did not finish within 60 s")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

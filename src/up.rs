@@ -105,6 +105,11 @@ pub(crate) struct UpArgs {
     /// timed out".
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) broker_client_timeout_seconds: u64,
+    /// Run the PostgreSQL service broker against the PostgreSQL server at this URL (a role that
+    /// may create databases and roles) and register it with the Cloud Controller as broker
+    /// `postgres`; `cf enable-service-access postgresql` then offers it to users.
+    #[arg(long, env = "KILN_POSTGRES_BROKER_URL", hide_env_values = true)]
+    pub(crate) postgres_broker_url: Option<String>,
     /// Also stop when standard input reaches end of file (used by test harnesses that start
     /// `kiln up` as a child, so it never outlives them).
     #[arg(long, hide = true)]
@@ -133,6 +138,8 @@ pub(crate) struct Platform {
     cloud_controller: cloud_controller::CcServer,
     router: gorouter::RouterServer,
     dea: Result<dea::DeaServer, String>,
+    /// The PostgreSQL broker, when enabled, and its URL.
+    pub(crate) postgres_broker: Option<crate::brokers::RunningBroker>,
     loggregator: loggregator::LoggregatorServer,
 }
 
@@ -227,7 +234,7 @@ impl Platform {
             "log_cache_url": log_cache_url,
             "loggregator_ingress": ingress_addr,
             "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
-            "broker_client_timeout_seconds": args.broker_client_timeout_seconds,
+            "services": {"broker_client_timeout_seconds": args.broker_client_timeout_seconds},
         }))
         .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
         let cloud_controller = match cloud_controller::run_with_nats(
@@ -266,6 +273,23 @@ impl Platform {
         };
         let router_url = format!("http://{}", router.local_addr());
 
+        let postgres_broker = match &args.postgres_broker_url {
+            None => None,
+            Some(admin_url) => {
+                match start_postgres_broker(args, admin_url, &api_url, &uaa_url, &secrets).await {
+                    Ok(broker) => Some(broker),
+                    Err(error) => {
+                        router.stop().await;
+                        cloud_controller.stop().await;
+                        uaa.stop().await;
+                        loggregator.stop().await;
+                        bus.stop().await;
+                        return Err(KilnError::Other(error));
+                    }
+                }
+            }
+        };
+
         // The DEA needs root and runc; without them the rest of the platform still serves.
         let dea = if args.no_dea {
             Err("disabled with --no-dea".to_string())
@@ -302,6 +326,7 @@ impl Platform {
             router,
             dea,
             loggregator,
+            postgres_broker,
         })
     }
 
@@ -321,6 +346,9 @@ impl Platform {
         }
         self.router.stop().await;
         self.cloud_controller.stop().await;
+        if let Some(broker) = self.postgres_broker {
+            broker.server.stop().await;
+        }
         self.uaa.stop().await;
         self.loggregator.stop().await;
         self.bus.stop().await;
@@ -343,6 +371,13 @@ pub(crate) async fn run(args: UpArgs) -> Result<(), KilnError> {
     match &platform.dea {
         Ok(dea) => say!("  DEA:   {}", dea.id()),
         Err(reason) => say!("  DEA:   not running ({reason})"),
+    }
+    if let Some(broker) = &platform.postgres_broker {
+        say!(
+            "  PostgreSQL broker: {} (registered as `{}`; cf enable-service-access postgresql)",
+            broker.url,
+            crate::brokers::POSTGRES_BROKER_NAME
+        );
     }
     say!("  Data:  {}", args.data_dir.display());
     say!();
@@ -460,6 +495,43 @@ fn uaa_config_json(
             },
         ],
     })
+}
+
+/// Starts the PostgreSQL broker on a free loopback port with a fresh password and registers it
+/// with the Cloud Controller (or updates the registration from an earlier start).
+async fn start_postgres_broker(
+    args: &UpArgs,
+    admin_url: &str,
+    api_url: &str,
+    uaa_url: &str,
+    secrets: &Secrets,
+) -> anyhow::Result<crate::brokers::RunningBroker> {
+    let address = SocketAddr::new(args.bind, 0);
+    let listener = TcpListener::bind(address)
+        .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
+    let username = "kiln";
+    let password = random_secret(32);
+    let broker = crate::brokers::start(
+        crate::brokers::BrokerKind::Postgres,
+        listener,
+        broker_sdk::Credentials::new(username, &password),
+        Some(admin_url),
+        std::time::Duration::ZERO,
+    )?;
+    if let Err(error) = crate::brokers::register_with_cloud_controller(
+        api_url,
+        uaa_url,
+        (ADMIN_CLIENT_ID, &secrets.admin_client_secret),
+        crate::brokers::POSTGRES_BROKER_NAME,
+        &broker.url,
+        (username, &password),
+    )
+    .await
+    {
+        broker.server.stop().await;
+        anyhow::bail!("the PostgreSQL broker could not be registered: {error:#}");
+    }
+    Ok(broker)
 }
 
 fn sqlite_url(path: &Path) -> String {
