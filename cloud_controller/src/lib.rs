@@ -132,7 +132,10 @@ pub async fn run_with_nats(
     };
     let stager = staging::Stager::start(nats, credentials, config.external_base()).await?;
     stager.sweep_expired(db.clone());
-    stager.set_api_logs(app_logs::ApiLogs::new(config.loggregator_ingress, 0));
+    stager.set_api_logs(
+        app_logs::ApiLogs::new(config.loggregator_ingress, 0),
+        db.clone(),
+    );
     health::start(&stager, db.clone(), config.external_base());
     let services =
         service_jobs::ServiceRunner::start(&config.services, db.clone(), &config.external_base())?;

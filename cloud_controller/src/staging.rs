@@ -311,7 +311,8 @@ pub struct Stager {
     external_url: String,
     timeout: Duration,
     run_state: Arc<RunState>,
-    api_logs: Arc<std::sync::OnceLock<crate::app_logs::ApiLogs>>,
+    /// The CC's API log lines and the database to name apps in them (set once the CC is up).
+    api_logs: Arc<std::sync::OnceLock<(crate::app_logs::ApiLogs, Db)>>,
 }
 
 impl std::fmt::Debug for Stager {
@@ -423,16 +424,35 @@ impl Stager {
                     match serde_json::from_slice::<protocol::dea::DropletExited>(&message.payload) {
                         Ok(exited) => {
                             if exited.reason == protocol::dea::ExitReason::Crashed {
-                                if let Some(api_logs) = api_logs.get() {
-                                    let app = protocol::logs::AppIdentity {
-                                        app_id: exited.droplet.clone(),
-                                        ..Default::default()
-                                    };
+                                if let Some((api_logs, db)) = api_logs.get() {
+                                    // The cell is the DEA that last reported the instance.
+                                    let cell_id = run_state
+                                        .actual
+                                        .instances_of(&exited.droplet)
+                                        .into_iter()
+                                        .find(|(instance, _)| *instance == exited.instance)
+                                        .map(|(_, actual)| actual.dea)
+                                        .unwrap_or_default();
                                     let count = run_state
                                         .actual
                                         .crash_count_of(&exited.droplet, exited.index)
                                         + 1;
-                                    api_logs.instance_crashed(&app, "web", &exited, "", count);
+                                    let guid = exited.droplet.clone();
+                                    let app = db
+                                        .run(move |conn| match store::apps::find(conn, &guid)? {
+                                            Some(app) => crate::app_logs::identity(conn, &app),
+                                            None => Ok(protocol::logs::AppIdentity {
+                                                app_id: guid,
+                                                ..Default::default()
+                                            }),
+                                        })
+                                        .await
+                                        .unwrap_or_else(|_| protocol::logs::AppIdentity {
+                                            app_id: exited.droplet.clone(),
+                                            ..Default::default()
+                                        });
+                                    api_logs
+                                        .instance_crashed(&app, "web", &exited, &cell_id, count);
                                 }
                             }
                             run_state.record_exit(exited)
@@ -476,12 +496,12 @@ impl Stager {
     }
 
     /// Where `API` lines about staging outcomes and crashes go (set once, at start).
-    pub fn set_api_logs(&self, api_logs: crate::app_logs::ApiLogs) {
-        let _ = self.api_logs.set(api_logs);
+    pub fn set_api_logs(&self, api_logs: crate::app_logs::ApiLogs, db: Db) {
+        let _ = self.api_logs.set((api_logs, db));
     }
 
     fn api_logs(&self) -> Option<&crate::app_logs::ApiLogs> {
-        self.api_logs.get()
+        self.api_logs.get().map(|(api_logs, _)| api_logs)
     }
 
     /// The NATS client, when there is one.
