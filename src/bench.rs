@@ -63,6 +63,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         dea_memory_mb: None,
         dea_disk_mb: 65536,
         broker_client_timeout_seconds: 60,
+        broker_poll_interval_seconds: 5,
         postgres_broker_url: None,
     };
     let platform = Platform::start(&up).await?;

@@ -105,6 +105,11 @@ pub(crate) struct UpArgs {
     /// timed out".
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) broker_client_timeout_seconds: u64,
+    /// Seconds between two `last_operation` polls of an asynchronous service operation (the
+    /// first poll is immediate; a broker's `Retry-After` can only lengthen the wait). CF's
+    /// default is 60; a local platform answers sooner.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) broker_poll_interval_seconds: u64,
     /// Run the PostgreSQL service broker against the PostgreSQL server at this URL (a role that
     /// may create databases and roles) and register it with the Cloud Controller as broker
     /// `postgres`; `cf enable-service-access postgresql` then offers it to users.
@@ -234,7 +239,11 @@ impl Platform {
             "log_cache_url": log_cache_url,
             "loggregator_ingress": ingress_addr,
             "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
-            "services": {"broker_client_timeout_seconds": args.broker_client_timeout_seconds},
+            "services": {
+                "broker_client_timeout_seconds": args.broker_client_timeout_seconds,
+                "broker_client_default_async_poll_interval_seconds":
+                    args.broker_poll_interval_seconds,
+            },
         }))
         .map_err(|error| KilnError::Config(format!("Cloud Controller configuration: {error}")))?;
         let cloud_controller = match cloud_controller::run_with_nats(
