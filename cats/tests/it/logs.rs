@@ -116,6 +116,39 @@ fn staging_app_router_api_and_cell_lines_reach_cf_logs() {
         "{router_line}"
     );
 
+    // A crash: the app's exit status, then the Cloud Controller's two crash lines naming the
+    // instance, the cell that ran it and the reason.
+    let guid = admin.run(&["app", &app, "--guid"]).success().text();
+    let guid = guid.trim().to_owned();
+    let (status, _, _) = platform
+        .get_app(&app, "/crash")
+        .unwrap_or((0, None, String::new()));
+    assert_ne!(status, 200, "/crash answered");
+    let mut crash_text = String::new();
+    let crashed = eventually(Duration::from_secs(30), || {
+        crash_text = admin.run(&["logs", &app, "--recent"]).text();
+        crash_text.contains(&format!(
+            "[API/0] OUT App instance exited with guid {guid} payload: {{\"instance\"=>"
+        ))
+    });
+    assert!(crashed, "no API crash line:\n{crash_text}");
+    for needle in [
+        "[APP/PROC/WEB/0] OUT Exit status 17",
+        "[API/0] OUT Process has crashed with type: \"web\"",
+        "\"index\"=>0, \"cell_id\"=>\"",
+        "\"reason\"=>\"CRASHED\"",
+        "\"crash_count\"=>1,",
+    ] {
+        assert!(
+            crash_text.contains(needle),
+            "cf logs --recent lacks {needle:?}:\n{crash_text}"
+        );
+    }
+    assert!(
+        !crash_text.contains("\"cell_id\"=>\"\""),
+        "the crash line names no cell:\n{crash_text}"
+    );
+
     admin.run(&["stop", &app]).success();
     assert!(
         eventually(Duration::from_secs(20), || admin
