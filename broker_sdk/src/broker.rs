@@ -201,7 +201,8 @@ pub enum BindOutcome {
     /// 200: an identical binding already exists.
     AlreadyExists(Binding),
     /// 202: under way. Carries no credentials: the platform fetches the binding when the
-    /// operation succeeds (so the offering must be `bindings_retrievable`).
+    /// operation succeeds, so the offering must be `bindings_retrievable` — otherwise the
+    /// framework answers 500 instead.
     InProgress { operation: Option<String> },
 }
 
@@ -212,8 +213,9 @@ pub enum BindOutcome {
 /// The framework has, before any method runs: checked basic auth and `X-Broker-API-Version`,
 /// decoded the originating identity, parsed the body (400 on bad JSON or missing required fields),
 /// and for provision, update and bind resolved `service_id`/`plan_id` in the catalog (400 when
-/// unknown or when the plan belongs to another offering), refused unbindable plans and plan
-/// changes to non-updateable plans, and checked `maintenance_info.version`.
+/// unknown or when the plan belongs to another offering), refused unbindable plans, binding
+/// rotation on plans without `binding_rotatable` and plan changes to non-updateable plans, and
+/// checked `maintenance_info.version`.
 pub trait ServiceBroker: Send + Sync + 'static {
     /// `GET /v2/catalog`. Called for every request that needs the catalog, so keep it cheap.
     fn catalog(

@@ -269,7 +269,9 @@ where
         let span = request_span(&request);
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let answer = match preflight(&state.settings, &request) {
+                let answer = match preflight(&state.settings, &request)
+                    .and_then(|meta| check_content_type(&request).map(|()| meta))
+                {
                     Ok(meta) => match read_body(payload).await {
                         Ok(body) => operation(state, request.clone(), meta, body).await,
                         Err(failure) => Err(failure),
@@ -280,6 +282,30 @@ where
             },
             span,
         ))
+    }
+}
+
+/// A body the platform labels as something other than JSON is refused, as the spec asks; a body
+/// without a `Content-Type` is read as JSON.
+fn check_content_type(request: &HttpRequest) -> Result<(), Failure> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(bad_request(format!(
+            "The request body must be JSON, but its Content-Type is {text:?}; send application/json."
+        )))
     }
 }
 
@@ -384,9 +410,9 @@ fn authenticated(settings: &Settings, request: &HttpRequest) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
-            value
-                .strip_prefix("Basic ")
-                .or_else(|| value.strip_prefix("basic "))
+            // The scheme is case-insensitive (RFC 7235 §2.1).
+            let (scheme, encoded) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(encoded)
         })
         .and_then(|encoded| {
             base64::engine::general_purpose::STANDARD
@@ -538,7 +564,10 @@ async fn load_catalog<B: ServiceBroker>(
         .map_err(Failure::from)
 }
 
-fn check_operation(operation: &Option<String>) -> Result<(), Failure> {
+/// The `operation` of a 202 as it goes on the wire: at most 10,000 characters, and absent rather
+/// than empty (the spec wants it non-empty when present, and the platform would otherwise poll
+/// with an empty `operation=`).
+fn check_operation(operation: Option<String>) -> Result<Option<String>, Failure> {
     match operation {
         Some(operation) if operation.chars().count() > MAX_OPERATION_CHARS => {
             tracing::error!("service broker returned an operation longer than 10,000 characters");
@@ -546,7 +575,7 @@ fn check_operation(operation: &Option<String>) -> Result<(), Failure> {
                 "The broker produced an operation identifier longer than 10,000 characters.",
             ))
         }
-        _ => Ok(()),
+        operation => Ok(operation.filter(|operation| !operation.is_empty())),
     }
 }
 
@@ -628,7 +657,7 @@ async fn provision<B: ServiceBroker>(
             dashboard_url,
             metadata,
         } => {
-            check_operation(&operation)?;
+            let operation = check_operation(operation)?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &AsyncInstanceBody {
@@ -741,7 +770,7 @@ async fn update<B: ServiceBroker>(
             dashboard_url,
             metadata,
         } => {
-            check_operation(&operation)?;
+            let operation = check_operation(operation)?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &AsyncInstanceBody {
@@ -761,7 +790,7 @@ fn delete_answer(outcome: DeleteOutcome, accepts_incomplete: bool, operation_nam
             Err(async_not_allowed(operation_name))
         }
         DeleteOutcome::InProgress { operation } => {
-            check_operation(&operation)?;
+            let operation = check_operation(operation)?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &OperationBody { operation },
@@ -791,7 +820,11 @@ async fn deprovision<B: ServiceBroker>(
     delete_answer(outcome, accepts_incomplete, "deprovision")
 }
 
-fn last_operation_answer(last_operation: crate::api::LastOperation) -> Answer {
+fn last_operation_answer(mut last_operation: crate::api::LastOperation) -> Answer {
+    // `description` must be non-empty when present.
+    last_operation.description = last_operation
+        .description
+        .filter(|description| !description.is_empty());
     let mut response = json_response(StatusCode::OK, &last_operation);
     if let Some(retry_after) = last_operation.retry_after {
         // Whole seconds, as the spec recommends; round up so that "soon" never becomes 0.
@@ -895,7 +928,14 @@ async fn bind<B: ServiceBroker>(
             plan.name, service.name
         )));
     }
+    if body.predecessor_binding_id.is_some() && !plan.binding_rotatable.unwrap_or(false) {
+        return Err(bad_request(format!(
+            "Plan {:?} of service {:?} does not allow binding rotation (binding_rotatable is not true); predecessor_binding_id cannot be used.",
+            plan.name, service.name
+        )));
+    }
     let requires = service.requires.clone();
+    let bindings_retrievable = service.bindings_retrievable.unwrap_or(false);
     let outcome = state
         .broker
         .bind(BindRequest {
@@ -919,8 +959,18 @@ async fn bind<B: ServiceBroker>(
             Ok(json_response(StatusCode::OK, &binding))
         }
         BindOutcome::InProgress { .. } if !accepts_incomplete => Err(async_not_allowed("bind")),
+        BindOutcome::InProgress { .. } if !bindings_retrievable => {
+            // The platform fetches an asynchronous binding once it is done; the Cloud Controller
+            // fails such a binding when the offering cannot be fetched from.
+            tracing::error!(
+                "service broker answered a bind asynchronously for an offering without bindings_retrievable"
+            );
+            Err(Failure::internal(
+                "The broker answered asynchronously, but the service does not declare \"bindings_retrievable\": true, so the binding could never be fetched.",
+            ))
+        }
         BindOutcome::InProgress { operation } => {
-            check_operation(&operation)?;
+            let operation = check_operation(operation)?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &OperationBody { operation },

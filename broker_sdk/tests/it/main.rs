@@ -3,6 +3,7 @@
 //! PostgreSQL broker against a real server.
 
 mod catalog;
+mod conformance;
 mod echo;
 mod memory;
 mod postgres;
