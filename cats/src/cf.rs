@@ -60,6 +60,37 @@ impl CfOutput {
         self
     }
 
+    /// Panics unless one line of the output equals `expected` once both are trimmed and runs of
+    /// whitespace are single spaces (the CLI pads its table columns to the widest cell).
+    #[track_caller]
+    pub fn has_line(self, expected: &str) -> CfOutput {
+        let normalize = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        let expected = normalize(expected);
+        assert!(
+            self.text().lines().any(|line| normalize(line) == expected),
+            "`{}` output has no line {expected:?}:\n{}",
+            self.command,
+            self.text()
+        );
+        self
+    }
+
+    /// Like [`CfOutput::has_line`], for a line that starts with `prefix` (a timestamp follows).
+    #[track_caller]
+    pub fn has_line_starting(self, prefix: &str) -> CfOutput {
+        let normalize = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        let prefix = normalize(prefix);
+        assert!(
+            self.text()
+                .lines()
+                .any(|line| normalize(line).starts_with(&prefix)),
+            "`{}` output has no line starting with {prefix:?}:\n{}",
+            self.command,
+            self.text()
+        );
+        self
+    }
+
     /// Panics if the output contains `needle`.
     #[track_caller]
     pub fn lacks(self, needle: &str) -> CfOutput {

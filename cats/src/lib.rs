@@ -8,10 +8,12 @@
 mod broker;
 mod cf;
 mod platform;
+mod python_broker;
 
 pub use broker::Broker;
 pub use cf::{CfOutput, CfSession};
 pub use platform::{Platform, PlatformOptions};
+pub use python_broker::{python_broker_script, python_with_openbrokerapi, PythonBroker};
 
 /// A name no other scenario (or earlier run against the same deployment) uses.
 pub fn unique_name(prefix: &str) -> String {

@@ -32,7 +32,15 @@ pub struct PlatformOptions {
     /// Whether the platform can stage and run apps (a local `kiln up` without a DEA cannot).
     #[serde(default = "yes")]
     pub runs_apps: bool,
+    /// The Cloud Controller's `broker_client_timeout_seconds`, when known (scenarios about broker
+    /// timeouts need it; they skip without it).
+    #[serde(default)]
+    pub broker_client_timeout_seconds: Option<u64>,
 }
+
+/// The broker timeout of the locally started shared platform: short, so that the timeout
+/// scenario waits seconds, not CF's default minute, for the Cloud Controller to give up.
+const LOCAL_BROKER_CLIENT_TIMEOUT_SECONDS: u64 = 10;
 
 fn yes() -> bool {
     true
@@ -89,7 +97,8 @@ impl Platform {
                 local: None,
             });
         }
-        Platform::start_local(&[])
+        let timeout = LOCAL_BROKER_CLIENT_TIMEOUT_SECONDS.to_string();
+        Platform::start_local(&["--broker-client-timeout-seconds", &timeout])
     }
 
     /// GETs `path` from the app at `host` through the router; returns status, router error header
@@ -237,6 +246,14 @@ impl Platform {
             skip_ssl_validation: false,
             router_address,
             runs_apps,
+            // `kiln up`'s default unless the caller chose one.
+            broker_client_timeout_seconds: Some(
+                extra_args
+                    .windows(2)
+                    .find(|pair| pair[0] == "--broker-client-timeout-seconds")
+                    .and_then(|pair| pair[1].parse().ok())
+                    .unwrap_or(60),
+            ),
         };
         Ok(Platform {
             options,

@@ -6,6 +6,13 @@
 //! - `GET /log/out/<text>` and `/log/err/<text>` — writes `<text>` to stdout or stderr
 //! - `GET /file/<name>` — the contents of a file of the app directory
 //! - `GET /crash` — exits with status 17
+//! - `GET /db/<text>` — connects to the first bound database of `VCAP_SERVICES` (the first `uri`
+//!   that starts with `postgres://` or `postgresql://`) with the host's `psql` (containers see
+//!   the host's `/usr`), creates the table `app_rows` if needed, inserts `<text>` and answers
+//!   every row, one per line, sorted
+//!
+//! At start it prints `instance-server: VCAP_SERVICES <value>` (when set) to stdout, as an app
+//! that shows what it was bound to would.
 //!
 //! Build it with `cargo build -p cats --bin instance-server` and copy it as `server` into an empty
 //! directory to push it.
@@ -30,6 +37,9 @@ fn main() {
         index()
     );
     eprintln!("instance-server: stderr is connected");
+    if let Ok(vcap_services) = std::env::var("VCAP_SERVICES") {
+        println!("instance-server: VCAP_SERVICES {vcap_services}");
+    }
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || serve(stream));
     }
@@ -113,6 +123,9 @@ fn route(path: &str) -> (&'static str, String) {
             Err(error) => ("404 Not Found", format!("{name}: {error}\n")),
         };
     }
+    if let Some(text) = path.strip_prefix("/db/") {
+        return database_round_trip(&percent_decode(text));
+    }
     if let Some(text) = path.strip_prefix("/log/out/") {
         println!("{}", percent_decode(text));
         return ("200 OK", "logged\n".to_owned());
@@ -122,4 +135,144 @@ fn route(path: &str) -> (&'static str, String) {
         return ("200 OK", "logged\n".to_owned());
     }
     ("404 Not Found", format!("no route {path}\n"))
+}
+
+/// Inserts `text` into the bound database through `psql` and reads every row back.
+fn database_round_trip(text: &str) -> (&'static str, String) {
+    let Ok(vcap_services) = std::env::var("VCAP_SERVICES") else {
+        return ("404 Not Found", "VCAP_SERVICES is not set\n".to_owned());
+    };
+    let Some(uri) = json_string_values(&vcap_services, "uri")
+        .into_iter()
+        .find(|uri| uri.starts_with("postgres://") || uri.starts_with("postgresql://"))
+    else {
+        return (
+            "404 Not Found",
+            "no postgres:// uri in VCAP_SERVICES\n".to_owned(),
+        );
+    };
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS app_rows (body text); \
+         INSERT INTO app_rows VALUES ('{}'); \
+         SELECT body FROM app_rows ORDER BY body;",
+        text.replace('\'', "''")
+    );
+    let output = std::process::Command::new(psql_binary())
+        .args([
+            uri.as_str(),
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", &sql])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => (
+            "200 OK",
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ),
+        Ok(output) => (
+            "500 Internal Server Error",
+            format!(
+                "psql failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ),
+        Err(error) => (
+            "500 Internal Server Error",
+            format!("cannot run psql: {error}\n"),
+        ),
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin/psql`, else `psql` from `PATH` (Debian's
+/// `/usr/bin/psql` is a wrapper that wants the host's `/etc/postgresql-common`).
+fn psql_binary() -> std::path::PathBuf {
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin/psql"))
+        .filter(|path| path.is_file())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| "psql".into())
+}
+
+/// Every string value of a member named `key`, anywhere in the JSON document `json`, in order.
+/// A small scanner (the app is std-only): it walks strings with their escapes, and takes a string
+/// that is followed by `:` as a member name.
+fn json_string_values(json: &str, key: &str) -> Vec<String> {
+    let chars: Vec<char> = json.chars().collect();
+    let mut values = Vec::new();
+    let mut at = 0;
+    let mut pending_key: Option<String> = None;
+    while at < chars.len() {
+        match chars[at] {
+            '"' => {
+                let (string, next) = read_json_string(&chars, at + 1);
+                at = next;
+                let mut look = at;
+                while look < chars.len() && chars[look].is_whitespace() {
+                    look += 1;
+                }
+                if look < chars.len() && chars[look] == ':' {
+                    pending_key = Some(string);
+                    at = look + 1;
+                } else {
+                    if pending_key.as_deref() == Some(key) {
+                        values.push(string);
+                    }
+                    pending_key = None;
+                }
+            }
+            character if character.is_whitespace() => at += 1,
+            _ => {
+                pending_key = None;
+                at += 1;
+            }
+        }
+    }
+    values
+}
+
+/// Reads a JSON string whose opening quote precedes `at`; returns it and the index after its
+/// closing quote.
+fn read_json_string(chars: &[char], mut at: usize) -> (String, usize) {
+    let mut out = String::new();
+    while at < chars.len() {
+        match chars[at] {
+            '"' => return (out, at + 1),
+            '\\' if at + 1 < chars.len() => {
+                at += 1;
+                match chars[at] {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'u' => {
+                        let hex: String = chars[at + 1..(at + 5).min(chars.len())].iter().collect();
+                        if let Some(character) =
+                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
+                        {
+                            out.push(character);
+                        }
+                        at += 4;
+                    }
+                    other => out.push(other),
+                }
+                at += 1;
+            }
+            character => {
+                out.push(character);
+                at += 1;
+            }
+        }
+    }
+    (out, at)
 }

@@ -5,6 +5,7 @@ mod foundation;
 mod logs;
 mod push;
 mod services;
+mod up_broker;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

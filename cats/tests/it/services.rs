@@ -1,11 +1,13 @@
-//! The services story: third-party brokers (the `memdb` example broker with its async plan, and
-//! the PostgreSQL broker) registered with `cf create-service-broker`, made visible, provisioned,
-//! bound to an app whose `VCAP_SERVICES` carries the credentials, service keys, user-provided
-//! instances, plan updates, unbinding and deletion — all through the real cf CLI.
+//! The services story: third-party brokers (the `memdb` example broker with its async plan, the
+//! PostgreSQL broker, and a broker on another stack — Python with openbrokerapi) registered with
+//! `cf create-service-broker`, made visible, provisioned, bound to an app whose `VCAP_SERVICES`
+//! carries the credentials (and which connects to the database it was bound to), service keys,
+//! user-provided instances, plan updates, unbinding and deletion, broker errors and a broker that
+//! times out — all through the real cf CLI.
 
 use std::time::Duration;
 
-use cats::{unique_name, Broker, CfSession, Platform};
+use cats::{unique_name, Broker, CfSession, Platform, PythonBroker};
 use serde_json::Value;
 
 use crate::{cf_binary, eventually, instance_server_dir, shared_platform, targeted_admin};
@@ -233,12 +235,11 @@ fn a_broker_s_services_are_provisioned_bound_and_deleted() {
     admin
         .run(&["purge-service-instance", "db2", "-f"])
         .success();
+    // (Not `lacks("db2")`: the random org name in the header line may contain it.)
     admin
         .run(&["services"])
         .success()
-        .lacks("db1")
-        .lacks("db2")
-        .lacks("legacy-db");
+        .has_line("No service instances found.");
     admin.run(&["delete", &app, "-r", "-f"]).success();
     admin
         .run(&["delete-service-broker", &broker_name, "-f"])
@@ -251,7 +252,7 @@ fn a_broker_s_services_are_provisioned_bound_and_deleted() {
 }
 
 /// The PostgreSQL server the PostgreSQL broker manages, or `None` (skip) when none is configured.
-fn postgres_admin_url() -> Option<String> {
+pub(crate) fn postgres_admin_url() -> Option<String> {
     match std::env::var("KILN_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -266,7 +267,7 @@ fn postgres_admin_url() -> Option<String> {
 }
 
 /// The `psql` binary of the local PostgreSQL installation.
-fn psql() -> Option<std::path::PathBuf> {
+pub(crate) fn psql() -> Option<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .flatten()
@@ -325,23 +326,61 @@ fn the_postgres_broker_gives_an_app_a_real_database() {
         .as_str()
         .unwrap_or_else(|| panic!("no uri: {vcap:#}"))
         .to_owned();
-    // The credentials the app received work: create, fill and read a table with them.
-    let output = std::process::Command::new(&psql)
-        .args([
-            &uri,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qtAc",
-            "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept'); SELECT body FROM notes;",
-        ])
-        .output()
-        .expect("psql runs");
+    // The app printed what it was bound to when it started.
+    let printed = |admin: &CfSession| {
+        let recent = admin.run(&["logs", &app, "--recent"]).success().text();
+        recent
+            .lines()
+            .rev()
+            .find_map(|line| line.split(" OUT instance-server: VCAP_SERVICES ").nth(1))
+            .and_then(|json| serde_json::from_str::<Value>(json).ok())
+    };
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        eventually(Duration::from_secs(30), || printed(&admin).as_ref()
+            == Some(&vcap)),
+        "the app's stdout lacks VCAP_SERVICES {vcap:#}: {:?}",
+        printed(&admin)
     );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "kept");
+
+    // The app itself connects with the bound credentials: it creates a table, writes a row and
+    // reads it back.
+    assert_eq!(
+        platform
+            .get_app(&app, "/db/written%20by%20the%20app")
+            .unwrap(),
+        (200, None, "written by the app\n".to_owned())
+    );
+    // The credentials the app received work from here too: the app's row is there, and a table
+    // of our own can be created, filled and read.
+    let run_psql = |sql: &str| {
+        let output = std::process::Command::new(&psql)
+            .args([&uri, "-X", "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(run_psql("SELECT body FROM app_rows"), "written by the app");
+    assert_eq!(
+        run_psql(
+            "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept'); SELECT body FROM notes;"
+        ),
+        "kept"
+    );
+    // And the app sees what we wrote through the same database.
+    run_psql("INSERT INTO app_rows VALUES ('from the test')");
+    assert_eq!(
+        platform.get_app(&app, "/db/again").unwrap(),
+        (
+            200,
+            None,
+            "again\nfrom the test\nwritten by the app\n".to_owned()
+        )
+    );
 
     // Unbinding drops the role: the same credentials no longer log in.
     admin.run(&["unbind-service", &app, "mydb"]).success();
@@ -476,6 +515,407 @@ fn broker_errors_reach_the_user_and_space_scoped_brokers_stay_in_their_space() {
         .lacks("refused")
         .lacks("broken")
         .lacks("late-failure");
+    admin
+        .run(&["delete-service-broker", &broker_name, "-f"])
+        .success();
+    admin.run(&["delete-org", &org, "-f"]).success();
+}
+
+/// A Python interpreter with openbrokerapi, or `None` (skip) when there is none and the cf
+/// scenarios are not mandatory; with `KILN_REQUIRE_CF=1` its absence fails the scenario.
+fn python_for_broker() -> Option<std::path::PathBuf> {
+    match cats::python_with_openbrokerapi() {
+        Some(python) => Some(python),
+        None if cats::cf_is_required() => panic!(
+            "KILN_REQUIRE_CF=1 but ~/.cache/kiln-venv/bin/python cannot import openbrokerapi: \
+             run scripts/install-deps"
+        ),
+        None => {
+            eprintln!("skipping: openbrokerapi is not installed (run scripts/install-deps)");
+            None
+        }
+    }
+}
+
+/// The first event of `broker` that satisfies `matches`, waiting a little for it (the broker
+/// reports on a pipe read by another thread).
+#[track_caller]
+fn broker_event(broker: &PythonBroker, matches: impl Fn(&Value) -> bool) -> Value {
+    let mut found = None;
+    eventually(Duration::from_secs(30), || {
+        found = broker.events().into_iter().find(|event| matches(event));
+        found.is_some()
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "the broker reported no such event; it reported {:#?}\nstderr:\n{}",
+            broker.events(),
+            broker.stderr_text()
+        )
+    })
+}
+
+/// Registers `broker` as `broker_name` and makes its plans public.
+fn register_python_broker(admin: &CfSession, broker: &PythonBroker, broker_name: &str) {
+    admin
+        .run(&[
+            "create-service-broker",
+            broker_name,
+            &broker.username,
+            &broker.password,
+            &broker.url,
+        ])
+        .success()
+        .has_line(&format!(
+            "Creating service broker {broker_name} as admin..."
+        ))
+        .has_line("OK");
+    admin
+        .run(&["enable-service-access", "pystore", "-b", broker_name])
+        .success()
+        .has_line(&format!(
+            "Enabling access to all plans of service offering pystore from broker {broker_name} \
+             for all orgs as admin..."
+        ))
+        .has_line("OK");
+}
+
+/// `cf <noun> NAME --guid`.
+fn guid_of(admin: &CfSession, noun: &str, name: &str) -> String {
+    admin
+        .run(&[noun, name, "--guid"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_python_broker_s_service_is_provisioned_bound_and_deleted() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    if !platform.is_local() || !platform.options.runs_apps {
+        eprintln!("skipping: needs a local kiln up that runs apps");
+        return;
+    }
+    let Some(python) = python_for_broker() else {
+        return;
+    };
+    // A broker on another stack than Kiln's own SDK: Python, Flask and openbrokerapi.
+    let broker = PythonBroker::start(&python, 30).expect("the Python broker starts");
+    let (admin, org) = targeted_admin(&cf, platform, "pysvc");
+    let broker_name = unique_name("py");
+    admin
+        .run(&[
+            "create-service-broker",
+            &broker_name,
+            &broker.username,
+            &broker.password,
+            &broker.url,
+        ])
+        .success()
+        .has_line(&format!(
+            "Creating service broker {broker_name} as admin..."
+        ))
+        .has_line("OK");
+    admin
+        .run(&["service-brokers"])
+        .success()
+        .has_line(&format!("{broker_name} {}", broker.url));
+    // New plans are private until an admin opens them.
+    admin
+        .run(&["service-access", "-b", &broker_name])
+        .success()
+        .has_line(&format!("broker: {broker_name}"))
+        .has_line("pystore slow none")
+        .has_line("pystore standard none");
+    admin
+        .run(&["enable-service-access", "pystore", "-b", &broker_name])
+        .success()
+        .has_line(&format!(
+            "Enabling access to all plans of service offering pystore from broker {broker_name} \
+             for all orgs as admin..."
+        ))
+        .has_line("OK");
+    admin
+        .run(&["service-access", "-b", &broker_name])
+        .success()
+        .has_line("pystore slow all")
+        .has_line("pystore standard all");
+    admin.run(&["marketplace"]).success().has_line(&format!(
+        "pystore standard, slow A key-value store served by a Python broker {broker_name}"
+    ));
+    admin
+        .run(&["marketplace", "-e", "pystore", "-b", &broker_name])
+        .success()
+        .has_line("standard Provisioned at once free")
+        .has_line("slow Takes 30 s to provision free");
+
+    // Provisioning.
+    admin
+        .run(&[
+            "create-service",
+            "pystore",
+            "standard",
+            "kv",
+            "-b",
+            &broker_name,
+        ])
+        .success()
+        .has_line(&format!(
+            "Creating service instance kv in org {org} / space apps as admin..."
+        ))
+        .has_line("Service instance kv created.")
+        .has_line("OK");
+    let instance_guid = guid_of(&admin, "service", "kv");
+    broker_event(&broker, |event| {
+        event["event"] == "provisioned"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["plan"] == "standard"
+    });
+    admin
+        .run(&["service", "kv"])
+        .success()
+        .has_line("name: kv")
+        .has_line(&format!("guid: {instance_guid}"))
+        .has_line("type: managed")
+        .has_line(&format!("broker: {broker_name}"))
+        .has_line("offering: pystore")
+        .has_line("plan: standard")
+        .has_line("offering tags: python, key-value")
+        .has_line("description: A key-value store served by a Python broker")
+        .has_line("status: create succeeded");
+    admin.run(&["services"]).success().has_line(&format!(
+        "kv pystore standard create succeeded {broker_name} no"
+    ));
+
+    // Bound to an app: after a restart its VCAP_SERVICES carries the broker's credentials under
+    // the offering's label.
+    let app = unique_name("pyapp");
+    let _dir = push_server(&admin, &app);
+    let app_guid = guid_of(&admin, "app", &app);
+    admin
+        .run(&["bind-service", &app, "kv"])
+        .success()
+        .has_line(&format!(
+            "Binding service instance kv to app {app} in org {org} / space apps as admin..."
+        ))
+        .has_line("OK");
+    let bound = broker_event(&broker, |event| {
+        event["event"] == "bind"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["app_guid"] == app_guid.as_str()
+    });
+    admin.run(&["restart", &app]).success();
+    let vcap = vcap_services(platform, &app);
+    let binding_guid = bound["binding_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        vcap,
+        serde_json::json!({"pystore": [{
+            "label": "pystore",
+            "provider": null,
+            "plan": "standard",
+            "name": "kv",
+            "tags": ["python", "key-value"],
+            "instance_guid": instance_guid,
+            "instance_name": "kv",
+            "binding_guid": binding_guid,
+            "binding_name": null,
+            "credentials": bound["credentials"],
+            "syslog_drain_url": null,
+            "volume_mounts": [],
+        }]}),
+        "{vcap:#}"
+    );
+    assert_eq!(
+        bound["credentials"]["served_by"], "openbrokerapi",
+        "{bound:#}"
+    );
+    admin
+        .run(&["service", "kv"])
+        .success()
+        .has_line_starting(&format!("{app} create succeeded {binding_guid} "));
+
+    // A service key: its own binding at the broker, its own credentials.
+    admin
+        .run(&["create-service-key", "kv", "key"])
+        .success()
+        .has_line("Creating service key key for service instance kv as admin...")
+        .has_line("OK");
+    let key = broker_event(&broker, |event| {
+        event["event"] == "bind"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["app_guid"].is_null()
+    });
+    assert_ne!(key["binding_id"], bound["binding_id"]);
+    let text = admin
+        .run(&["service-key", "kv", "key"])
+        .success()
+        .has_line("Getting key key for service instance kv as admin...")
+        .stdout;
+    let json_start = text.find('{').unwrap_or_else(|| panic!("no JSON: {text}"));
+    let shown: Value =
+        serde_json::from_str(&text[json_start..]).unwrap_or_else(|error| panic!("{error}: {text}"));
+    assert_eq!(
+        shown,
+        serde_json::json!({"credentials": key["credentials"]}),
+        "{text}"
+    );
+
+    // Unbinding, deleting the key, the instance and the broker: each reaches the broker.
+    admin
+        .run(&["unbind-service", &app, "kv"])
+        .success()
+        .has_line(&format!(
+            "Unbinding app {app} from service kv in org {org} / space apps as admin..."
+        ))
+        .has_line("OK");
+    broker_event(&broker, |event| {
+        event["event"] == "unbind"
+            && event["binding_id"] == bound["binding_id"]
+            && event["known"] == true
+    });
+    admin
+        .run(&["delete-service-key", "kv", "key", "-f"])
+        .success()
+        .has_line("Deleting key key for service instance kv as admin...")
+        .has_line("OK");
+    broker_event(&broker, |event| {
+        event["event"] == "unbind"
+            && event["binding_id"] == key["binding_id"]
+            && event["known"] == true
+    });
+    admin
+        .run(&["delete-service", "kv", "-f"])
+        .success()
+        .has_line(&format!(
+            "Deleting service instance kv in org {org} / space apps as admin..."
+        ))
+        .has_line("Service instance kv deleted.")
+        .has_line("OK");
+    broker_event(&broker, |event| {
+        event["event"] == "deprovision"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["outcome"] == "deleted"
+    });
+    admin
+        .run(&["services"])
+        .success()
+        .has_line("No service instances found.");
+    admin.run(&["delete", &app, "-r", "-f"]).success();
+    admin
+        .run(&["delete-service-broker", &broker_name, "-f"])
+        .success()
+        .has_line(&format!("Deleting service broker {broker_name}..."))
+        .has_line("OK");
+    admin
+        .run(&["service-brokers"])
+        .success()
+        .lacks(&broker_name);
+    admin.run(&["delete-org", &org, "-f"]).success();
+}
+
+#[test]
+fn a_broker_that_times_out_fails_the_create_and_is_cleaned_up() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    if !platform.is_local() {
+        eprintln!("skipping: the broker runs beside a local kiln up only");
+        return;
+    }
+    let Some(timeout) = platform.options.broker_client_timeout_seconds else {
+        eprintln!("skipping: the platform's broker timeout is unknown");
+        return;
+    };
+    let Some(python) = python_for_broker() else {
+        return;
+    };
+    // The slow plan answers well after the Cloud Controller has given up.
+    let broker = PythonBroker::start(&python, timeout + 10).expect("the Python broker starts");
+    let (admin, org) = targeted_admin(&cf, platform, "pyslow");
+    let broker_name = unique_name("pyslow");
+    register_python_broker(&admin, &broker, &broker_name);
+
+    let failed = admin
+        .run(&[
+            "create-service",
+            "pystore",
+            "slow",
+            "late",
+            "-b",
+            &broker_name,
+        ])
+        .failure()
+        .has_line(&format!(
+            "Creating service instance late in org {org} / space apps as admin..."
+        ))
+        .has_line("FAILED");
+    let job_line = failed
+        .text()
+        .lines()
+        .find(|line| line.starts_with("Job ("))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no job line:\n{}", failed.text()));
+    let job_guid = job_line
+        .strip_prefix("Job (")
+        .and_then(|rest| rest.split_once(')'))
+        .map(|(guid, _)| guid.to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        job_line,
+        format!(
+            "Job ({job_guid}) failed: provision could not be completed: \
+             The request to the service broker timed out"
+        )
+    );
+
+    // The instance stays, failed, with CC's message, so that the user can see and delete it.
+    admin
+        .run(&["services"])
+        .success()
+        .has_line(&format!("late pystore slow create failed {broker_name} no"));
+    admin
+        .run(&["service", "late"])
+        .success()
+        .has_line("status: create failed")
+        .has_line("message: The request to the service broker timed out");
+    let instance_guid = guid_of(&admin, "service", "late");
+
+    // Orphan mitigation: the Cloud Controller deleted it at the broker while the provision was
+    // still running there, so the broker abandoned it and keeps nothing.
+    let provision = broker_event(&broker, |event| {
+        event["event"] == "provision" && event["instance_id"] == instance_guid.as_str()
+    });
+    assert_eq!(provision["plan"], "slow");
+    broker_event(&broker, |event| {
+        event["event"] == "deprovision"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["outcome"] == "cancelled"
+    });
+    broker_event(&broker, |event| {
+        event["event"] == "provision-abandoned" && event["instance_id"] == instance_guid.as_str()
+    });
+    assert!(
+        broker.events_named("provisioned").is_empty(),
+        "{:#?}",
+        broker.events()
+    );
+
+    // The user cleans up with a plain delete (the broker answers 410 Gone: already deleted).
+    admin
+        .run(&["delete-service", "late", "-f"])
+        .success()
+        .has_line("Service instance late deleted.")
+        .has_line("OK");
+    broker_event(&broker, |event| {
+        event["event"] == "deprovision"
+            && event["instance_id"] == instance_guid.as_str()
+            && event["outcome"] == "gone"
+    });
+    admin
+        .run(&["services"])
+        .success()
+        .has_line("No service instances found.");
     admin
         .run(&["delete-service-broker", &broker_name, "-f"])
         .success();
