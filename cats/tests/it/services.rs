@@ -921,3 +921,145 @@ fn a_broker_that_times_out_fails_the_create_and_is_cleaned_up() {
         .success();
     admin.run(&["delete-org", &org, "-f"]).success();
 }
+
+/// Plan visibility per plan and per org, as a space developer sees it; a broker moved to another
+/// URL and renamed; an instance renamed and retagged; a broker with instances cannot be deleted.
+#[test]
+fn plan_visibility_broker_updates_and_instance_renames() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    if !platform.is_local() {
+        eprintln!("skipping: the broker runs beside a local kiln up only");
+        return;
+    }
+    let broker = Broker::start("memdb", &[]).expect("the broker starts");
+    let (admin, org) = targeted_admin(&cf, platform, "vis");
+    let name = unique_name("vis");
+    admin
+        .run(&[
+            "create-service-broker",
+            &name,
+            &broker.username,
+            &broker.password,
+            &broker.url,
+        ])
+        .success();
+    let developer = unique_name("dev");
+    admin
+        .run(&["create-user", &developer, "pa55word"])
+        .success();
+    admin
+        .run(&["set-space-role", &developer, &org, "apps", "SpaceDeveloper"])
+        .success();
+    let dev = crate::session(&cf, platform);
+    dev.run(&["auth", &developer, "pa55word"]).success();
+    dev.run(&["target", "-o", &org, "-s", "apps"]).success();
+    let dev_plans = || {
+        let text = dev.run(&["marketplace", "-e", "memdb", "-b", &name]).text();
+        ["small", "large", "async"]
+            .into_iter()
+            .filter(|plan| text.lines().any(|line| line.trim_start().starts_with(plan)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dev_plans(), Vec::<&str>::new());
+
+    // One plan for one org.
+    admin
+        .run(&[
+            "enable-service-access",
+            "memdb",
+            "-b",
+            &name,
+            "-p",
+            "small",
+            "-o",
+            &org,
+        ])
+        .success()
+        .contains(&format!(
+            "Enabling access to plan small of service offering memdb from broker {name} for org {org} as admin..."
+        ));
+    admin
+        .run(&["service-access", "-b", &name])
+        .success()
+        .has_line(&format!("memdb small limited {org}"))
+        .has_line("memdb large none");
+    assert_eq!(dev_plans(), vec!["small"]);
+
+    // One plan for everyone, then taken away again; then the whole offering.
+    admin
+        .run(&["enable-service-access", "memdb", "-b", &name, "-p", "large"])
+        .success();
+    admin
+        .run(&["service-access", "-b", &name])
+        .success()
+        .has_line("memdb large all");
+    assert_eq!(dev_plans(), vec!["small", "large"]);
+    admin
+        .run(&["disable-service-access", "memdb", "-b", &name, "-p", "large"])
+        .success()
+        .contains(&format!(
+            "Disabling access to plan large of service offering memdb from broker {name} for all orgs as admin..."
+        ));
+    assert_eq!(dev_plans(), vec!["small"]);
+
+    // The developer provisions the visible plan, renames and retags the instance.
+    dev.run(&["create-service", "memdb", "small", "kv", "-b", &name])
+        .success();
+    dev.run(&["create-service", "memdb", "large", "nope", "-b", &name])
+        .failure();
+    dev.run(&["rename-service", "kv", "kv2"]).success();
+    dev.run(&["update-service", "kv2", "-t", "red, green"])
+        .success();
+    dev.run(&["service", "kv2"])
+        .success()
+        .has_line("tags: red, green")
+        .has_line("plan: small");
+
+    // The broker moves: a new process on another port, and a new name.
+    let moved = Broker::start("memdb", &[]).expect("the second broker starts");
+    admin
+        .run(&[
+            "update-service-broker",
+            &name,
+            &moved.username,
+            &moved.password,
+            &moved.url,
+        ])
+        .success()
+        .contains(&format!("Updating service broker {name} as admin..."));
+    admin
+        .run(&["service-brokers"])
+        .success()
+        .has_line(&format!("{name} {}", moved.url));
+    let renamed = format!("{name}-2");
+    admin
+        .run(&["rename-service-broker", &name, &renamed])
+        .success()
+        .contains(&format!(
+            "Renaming service broker {name} to {renamed} as admin..."
+        ));
+    // The catalog of the new process offers the same plans.
+    admin
+        .run(&["service-access", "-b", &renamed])
+        .success()
+        .has_line(&format!("memdb small limited {org}"));
+
+    // Instances keep the broker.
+    admin
+        .run(&["delete-service-broker", &renamed, "-f"])
+        .failure()
+        .contains("instances");
+    admin
+        .run(&["purge-service-instance", "kv2", "-f"])
+        .success();
+    admin
+        .run(&["disable-service-access", "memdb", "-b", &renamed])
+        .success();
+    assert_eq!(dev_plans(), Vec::<&str>::new());
+    admin
+        .run(&["delete-service-broker", &renamed, "-f"])
+        .success();
+    admin.run(&["delete-user", &developer, "-f"]).success();
+    admin.run(&["delete-org", &org, "-f"]).success();
+}
