@@ -164,6 +164,8 @@ fn binary_app_scales_round_robin_restarts_with_new_env_and_repushes_only_changes
     admin
         .run(&["restage", &app])
         .success()
+        .contains("Staging app and tracing logs...")
+        .contains("   -----> Binary Buildpack")
         .contains("#0   running")
         .contains("#2   running");
     assert_eq!(body(platform, &app, "/index").0, 200);
@@ -304,6 +306,14 @@ fn manifest_and_push_flags() {
         (status, router_error.as_deref()),
         (404, Some("unknown_route"))
     );
+    // Its first start stages it, with the buildpack's output in the terminal.
+    admin
+        .run(&["start", &stopped])
+        .success()
+        .contains("Staging app and tracing logs...")
+        .contains("   -----> Binary Buildpack")
+        .contains("#0   running");
+    assert_eq!(body(platform, &stopped, "/index").0, 200);
     flags(&unrouted, "--no-route")
         .success()
         .contains("routes:            \n")
