@@ -21,6 +21,7 @@ pub mod osb_client;
 pub mod package_zip;
 pub mod permissions;
 pub mod query;
+pub mod service_actions;
 pub mod service_catalog;
 pub mod service_jobs;
 pub mod staging;

@@ -398,12 +398,14 @@ impl OsbClient {
         }
     }
 
-    /// `PUT /v2/service_instances/:id?accepts_incomplete=true`.
+    /// `PUT /v2/service_instances/:id?accepts_incomplete=…` (`false` only for v2 requests without
+    /// `accepts_incomplete=true`).
     pub async fn provision(
         &self,
         broker: &BrokerEndpoint,
         instance_guid: &str,
         body: &Value,
+        accepts_incomplete: bool,
         user_guid: Option<&str>,
     ) -> Result<Outcome, BrokerError> {
         let answer = self
@@ -411,7 +413,7 @@ impl OsbClient {
                 broker,
                 reqwest::Method::PUT,
                 &format!("/v2/service_instances/{instance_guid}"),
-                &[("accepts_incomplete", "true".to_owned())],
+                &[("accepts_incomplete", accepts_incomplete.to_string())],
                 Some(body),
                 user_guid,
                 Operation::Provision,
@@ -420,12 +422,13 @@ impl OsbClient {
         mutation_outcome(&answer, Operation::Provision, BindRules::default())
     }
 
-    /// `PATCH /v2/service_instances/:id?accepts_incomplete=true`.
+    /// `PATCH /v2/service_instances/:id?accepts_incomplete=…`.
     pub async fn update(
         &self,
         broker: &BrokerEndpoint,
         instance_guid: &str,
         body: &Value,
+        accepts_incomplete: bool,
         user_guid: Option<&str>,
     ) -> Result<Outcome, BrokerError> {
         let answer = self
@@ -433,7 +436,7 @@ impl OsbClient {
                 broker,
                 reqwest::Method::PATCH,
                 &format!("/v2/service_instances/{instance_guid}"),
-                &[("accepts_incomplete", "true".to_owned())],
+                &[("accepts_incomplete", accepts_incomplete.to_string())],
                 Some(body),
                 user_guid,
                 Operation::Update,
@@ -442,12 +445,13 @@ impl OsbClient {
         mutation_outcome(&answer, Operation::Update, BindRules::default())
     }
 
-    /// `DELETE /v2/service_instances/:id?accepts_incomplete=true&plan_id=…&service_id=…`.
+    /// `DELETE /v2/service_instances/:id?accepts_incomplete=…&plan_id=…&service_id=…`.
     pub async fn deprovision(
         &self,
         broker: &BrokerEndpoint,
         instance_guid: &str,
         ids: (&str, &str),
+        accepts_incomplete: bool,
         user_guid: Option<&str>,
     ) -> Result<Outcome, BrokerError> {
         let answer = self
@@ -455,7 +459,7 @@ impl OsbClient {
                 broker,
                 reqwest::Method::DELETE,
                 &format!("/v2/service_instances/{instance_guid}"),
-                &delete_query(ids),
+                &delete_query(ids, accepts_incomplete),
                 None,
                 user_guid,
                 Operation::Deprovision,
@@ -464,7 +468,8 @@ impl OsbClient {
         mutation_outcome(&answer, Operation::Deprovision, BindRules::default())
     }
 
-    /// `PUT /v2/service_instances/:id/service_bindings/:binding?accepts_incomplete=true`.
+    /// `PUT /v2/service_instances/:id/service_bindings/:binding?accepts_incomplete=…`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn bind(
         &self,
         broker: &BrokerEndpoint,
@@ -472,6 +477,7 @@ impl OsbClient {
         binding_guid: &str,
         body: &Value,
         rules: BindRules,
+        accepts_incomplete: bool,
         user_guid: Option<&str>,
     ) -> Result<Outcome, BrokerError> {
         let answer = self
@@ -479,7 +485,7 @@ impl OsbClient {
                 broker,
                 reqwest::Method::PUT,
                 &format!("/v2/service_instances/{instance_guid}/service_bindings/{binding_guid}"),
-                &[("accepts_incomplete", "true".to_owned())],
+                &[("accepts_incomplete", accepts_incomplete.to_string())],
                 Some(body),
                 user_guid,
                 Operation::Bind,
@@ -495,6 +501,7 @@ impl OsbClient {
         instance_guid: &str,
         binding_guid: &str,
         ids: (&str, &str),
+        accepts_incomplete: bool,
         user_guid: Option<&str>,
     ) -> Result<Outcome, BrokerError> {
         let answer = self
@@ -502,7 +509,7 @@ impl OsbClient {
                 broker,
                 reqwest::Method::DELETE,
                 &format!("/v2/service_instances/{instance_guid}/service_bindings/{binding_guid}"),
-                &delete_query(ids),
+                &delete_query(ids, accepts_incomplete),
                 None,
                 user_guid,
                 Operation::Unbind,
@@ -629,9 +636,9 @@ impl OsbClient {
     }
 }
 
-fn delete_query(ids: (&str, &str)) -> Vec<(&'static str, String)> {
+fn delete_query(ids: (&str, &str), accepts_incomplete: bool) -> Vec<(&'static str, String)> {
     vec![
-        ("accepts_incomplete", "true".to_owned()),
+        ("accepts_incomplete", accepts_incomplete.to_string()),
         ("plan_id", ids.1.to_owned()),
         ("service_id", ids.0.to_owned()),
     ]

@@ -3,6 +3,8 @@
 //! with CC's cadence (first poll at once, then `max(Retry-After, interval)` within the plan's
 //! `maximum_polling_duration`), and orphan mitigation (DELETE at the broker, retried up to 11
 //! times, 2^attempt minutes apart) after a provision or bind that may have left something behind.
+//! Each operation also reports the broker's [`FirstAnswer`] to a requester that waits for it (the
+//! v2 API, which answers 201/202 itself where v3 answers with a job).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::osb_client::{
     BindRules, BrokerEndpoint, BrokerError, LastOperation, OperationState, OsbClient, Outcome,
 };
+use crate::service_catalog::CatalogOffering;
 use crate::store;
 use crate::store::services::{self as services_store, FAILED, IN_PROGRESS, SUCCEEDED};
 
@@ -30,6 +33,66 @@ pub const POLLING: &str = "POLLING";
 const ORPHAN_MITIGATION_ATTEMPTS: u32 = 11;
 /// Longest wait between two polls (CC's `broker_client_max_async_poll_interval_seconds`).
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// The broker's first answer to an operation a request started: the v2 API reports it in its
+/// response (201, or 202 `in progress`, or the broker's error) where v3 answers with a job.
+#[derive(Debug)]
+pub enum FirstAnswer {
+    /// The broker finished the operation.
+    Done,
+    /// The broker works on it asynchronously; the runner polls `last_operation`.
+    InProgress,
+    /// The broker refused or failed: its error, not the job's wording.
+    Failed(ApiError),
+}
+
+/// Where an operation's [`FirstAnswer`] arrives (after it is recorded); callers that do not
+/// need it drop it.
+pub type FirstAnswerReceiver = tokio::sync::oneshot::Receiver<FirstAnswer>;
+
+type FirstAnswerSender = tokio::sync::oneshot::Sender<FirstAnswer>;
+
+fn tell(sender: Option<FirstAnswerSender>, answer: FirstAnswer) {
+    if let Some(sender) = sender {
+        // The requester may have gone; the operation's outcome is recorded either way.
+        let _ = sender.send(answer);
+    }
+}
+
+/// CC's reading of an asynchronous answer to a request sent with `accepts_incomplete=false`.
+fn refuse_async(
+    answer: Result<Outcome, BrokerError>,
+    accepts_incomplete: bool,
+    orphan: bool,
+) -> Result<Outcome, BrokerError> {
+    match answer {
+        Ok(Outcome::InProgress(_)) if !accepts_incomplete => Err(BrokerError {
+            error: ApiError::plain(ErrorKind::ServiceBrokerRespondedAsyncWhenNotAllowed),
+            orphan,
+        }),
+        other => other,
+    }
+}
+
+/// Stores a validated catalog as the broker's offerings and plans and marks the broker
+/// AVAILABLE; returns CC's warnings. A database failure is reported as
+/// `ServiceBrokerSyncFailed`.
+pub fn store_catalog(
+    conn: &mut DbConn,
+    broker: &ServiceBrokerRow,
+    catalog: &[CatalogOffering],
+) -> Result<Vec<String>, ApiError> {
+    let warnings = services_store::sync_catalog(conn, broker, catalog).map_err(|error| {
+        if error.kind == ErrorKind::ServerError {
+            tracing::error!(%error, internal = ?error.internal, "catalog sync failed");
+            ApiError::with_args(ErrorKind::ServiceBrokerSyncFailed, &["database error"])
+        } else {
+            error
+        }
+    })?;
+    services_store::set_broker_state(conn, broker.id, services_store::broker_state::AVAILABLE)?;
+    Ok(warnings)
+}
 
 /// Marks a job finished (COMPLETE, or FAILED with `error`) with warnings.
 pub fn finish_job(
@@ -326,43 +389,21 @@ impl ServiceRunner {
                 .await
             {
                 Ok(Some(broker)) => broker,
-                Ok(None) => return runner.fail_job(&job_guid, ApiError::not_found("Service broker")).await,
+                Ok(None) => {
+                    return runner
+                        .fail_job(&job_guid, ApiError::not_found("Service broker"))
+                        .await
+                }
                 Err(error) => return runner.fail_job(&job_guid, error).await,
             };
             let outcome = runner
-                .client
-                .catalog(&endpoint(&broker), user_guid.as_deref())
-                .await
-                .map_err(|failure| failure.error)
-                .and_then(|catalog| {
-                    crate::service_catalog::validate(&catalog).map_err(|report| {
-                        ApiError::with_args(ErrorKind::ServiceBrokerCatalogInvalid, &[&report])
-                    })
-                });
+                .fetch_catalog(&endpoint(&broker), user_guid.as_deref())
+                .await;
             runner
                 .record(move |conn| {
-                    let result = outcome.and_then(|catalog| {
-                        services_store::sync_catalog(conn, &broker, &catalog).map_err(|error| {
-                            if error.kind == ErrorKind::ServerError {
-                                tracing::error!(%error, internal = ?error.internal, "catalog sync failed");
-                                ApiError::with_args(
-                                    ErrorKind::ServiceBrokerSyncFailed,
-                                    &["database error"],
-                                )
-                            } else {
-                                error
-                            }
-                        })
-                    });
+                    let result = outcome.and_then(|catalog| store_catalog(conn, &broker, &catalog));
                     match result {
-                        Ok(warnings) => {
-                            services_store::set_broker_state(
-                                conn,
-                                broker.id,
-                                services_store::broker_state::AVAILABLE,
-                            )?;
-                            finish_job(conn, &job_guid, None, &warnings)
-                        }
+                        Ok(warnings) => finish_job(conn, &job_guid, None, &warnings),
                         Err(error) => {
                             let state = if creating {
                                 services_store::broker_state::SYNCHRONIZATION_FAILED
@@ -378,6 +419,23 @@ impl ServiceRunner {
         });
     }
 
+    /// Fetches a broker's catalog and validates it with CC's rules (the report goes in
+    /// `ServiceBrokerCatalogInvalid`).
+    pub async fn fetch_catalog(
+        &self,
+        broker: &BrokerEndpoint,
+        user_guid: Option<&str>,
+    ) -> Result<Vec<CatalogOffering>, ApiError> {
+        let catalog = self
+            .client
+            .catalog(broker, user_guid)
+            .await
+            .map_err(|failure| failure.error)?;
+        crate::service_catalog::validate(&catalog).map_err(|report| {
+            ApiError::with_args(ErrorKind::ServiceBrokerCatalogInvalid, &[&report])
+        })
+    }
+
     // -----------------------------------------------------------------------------------------
     // Instances
 
@@ -387,8 +445,10 @@ impl ServiceRunner {
         job_guid: String,
         instance_id: i32,
         parameters: Option<Value>,
+        accepts_incomplete: bool,
         user_guid: Option<String>,
-    ) {
+    ) -> FirstAnswerReceiver {
+        let (first, receiver) = tokio::sync::oneshot::channel();
         let runner = self.clone();
         self.spawn(async move {
             let context = match runner
@@ -420,13 +480,16 @@ impl ServiceRunner {
                     &endpoint(&context.broker),
                     &context.instance.guid,
                     &body,
+                    accepts_incomplete,
                     user_guid.as_deref(),
                 )
                 .await;
+            let answer = refuse_async(answer, accepts_incomplete, true);
             runner
-                .after_instance_request(job_guid, context, "create", answer)
+                .after_instance_request(job_guid, context, "create", answer, Some(first))
                 .await;
         });
+        receiver
     }
 
     /// Updates a managed instance at its broker (plan and/or parameters).
@@ -436,8 +499,10 @@ impl ServiceRunner {
         instance_id: i32,
         new_plan_id: Option<i32>,
         parameters: Option<Value>,
+        accepts_incomplete: bool,
         user_guid: Option<String>,
-    ) {
+    ) -> FirstAnswerReceiver {
+        let (first, receiver) = tokio::sync::oneshot::channel();
         let runner = self.clone();
         self.spawn(async move {
             let loaded = runner
@@ -484,9 +549,11 @@ impl ServiceRunner {
                     &endpoint(&context.broker),
                     &context.instance.guid,
                     &body,
+                    accepts_incomplete,
                     user_guid.as_deref(),
                 )
                 .await;
+            let answer = refuse_async(answer, accepts_incomplete, false);
             if let (Ok(Outcome::InProgress(_)), Some(plan)) = (&answer, &new_plan) {
                 let (id, plan_id) = (context.instance.id, plan.id);
                 runner
@@ -520,9 +587,10 @@ impl ServiceRunner {
                     .await;
             }
             runner
-                .after_instance_request(job_guid, context, "update", answer)
+                .after_instance_request(job_guid, context, "update", answer, Some(first))
                 .await;
         });
+        receiver
     }
 
     /// Deletes a managed instance: unbinds its bindings, then deprovisions it.
@@ -530,8 +598,10 @@ impl ServiceRunner {
         self: &Arc<Self>,
         job_guid: String,
         instance_id: i32,
+        accepts_incomplete: bool,
         user_guid: Option<String>,
-    ) {
+    ) -> FirstAnswerReceiver {
+        let (first, receiver) = tokio::sync::oneshot::channel();
         let runner = self.clone();
         self.spawn(async move {
             let loaded = runner
@@ -554,6 +624,7 @@ impl ServiceRunner {
                         &context.instance.guid,
                         &binding.guid,
                         context.ids(),
+                        true,
                         user_guid.as_deref(),
                     )
                     .await;
@@ -572,13 +643,14 @@ impl ServiceRunner {
                     Err(failure) => failure.error,
                 };
                 let (id, description) = (context.instance.id, failure.detail.clone());
-                let failure = job_error("delete", failure);
+                let job_failure = job_error("delete", failure.clone());
                 runner
                     .record(move |conn| {
                         services_store::set_instance_state(conn, id, FAILED, Some(&description))?;
-                        finish_job(conn, &job_guid, Some(&failure), &[])
+                        finish_job(conn, &job_guid, Some(&job_failure), &[])
                     })
                     .await;
+                tell(Some(first), FirstAnswer::Failed(failure));
                 return;
             }
             let answer = runner
@@ -587,9 +659,11 @@ impl ServiceRunner {
                     &endpoint(&context.broker),
                     &context.instance.guid,
                     context.ids(),
+                    accepts_incomplete,
                     user_guid.as_deref(),
                 )
                 .await;
+            let answer = refuse_async(answer, accepts_incomplete, false);
             let answer = answer.map_err(|mut failure| {
                 if failure.error.kind == ErrorKind::ConcurrencyError {
                     failure.error = ApiError::with_args(
@@ -600,9 +674,10 @@ impl ServiceRunner {
                 failure
             });
             runner
-                .after_instance_request(job_guid, context, "delete", answer)
+                .after_instance_request(job_guid, context, "delete", answer, Some(first))
                 .await;
         });
+        receiver
     }
 
     /// Deletes the managed instances of these spaces through their brokers (bindings first), as
@@ -640,6 +715,7 @@ impl ServiceRunner {
                         &context.instance.guid,
                         &binding.guid,
                         context.ids(),
+                        true,
                         user_guid.as_deref(),
                     )
                     .await
@@ -676,6 +752,7 @@ impl ServiceRunner {
                     &broker,
                     &context.instance.guid,
                     context.ids(),
+                    true,
                     user_guid.as_deref(),
                 )
                 .await
@@ -787,6 +864,7 @@ impl ServiceRunner {
                     &context.instance.guid,
                     &binding.guid,
                     context.ids(),
+                    true,
                     user_guid.as_deref(),
                 )
                 .await;
@@ -862,6 +940,7 @@ impl ServiceRunner {
         context: InstanceContext,
         operation_type: &'static str,
         answer: Result<Outcome, BrokerError>,
+        first: Option<FirstAnswerSender>,
     ) {
         let instance_id = context.instance.id;
         match answer {
@@ -883,6 +962,7 @@ impl ServiceRunner {
                     finish_job(conn, &job, None, &[])
                 })
                 .await;
+                tell(first, FirstAnswer::Done);
             }
             Ok(Outcome::InProgress(operation)) => {
                 let job = job_guid.clone();
@@ -895,6 +975,7 @@ impl ServiceRunner {
                     set_job_polling(conn, &job)
                 })
                 .await;
+                tell(first, FirstAnswer::InProgress);
                 self.poll(job_guid, context, PollTarget::Instance, operation_type)
                     .await;
             }
@@ -915,6 +996,7 @@ impl ServiceRunner {
                     finish_job(conn, &job_guid, Some(&error), &[])
                 })
                 .await;
+                tell(first, FirstAnswer::Failed(failure.error));
                 if failure.orphan && operation_type == "create" {
                     self.mitigate_orphan(context, None);
                 }
@@ -1229,14 +1311,24 @@ impl ServiceRunner {
         job_guid: String,
         binding_id: i32,
         parameters: Option<Value>,
+        accepts_incomplete: bool,
         user_guid: Option<String>,
-    ) {
+    ) -> FirstAnswerReceiver {
+        let (first, receiver) = tokio::sync::oneshot::channel();
         let runner = self.clone();
         self.spawn(async move {
             runner
-                .bind_work(job_guid, binding_id, parameters, user_guid)
+                .bind_work(
+                    job_guid,
+                    binding_id,
+                    parameters,
+                    accepts_incomplete,
+                    user_guid,
+                    Some(first),
+                )
                 .await
         });
+        receiver
     }
 
     /// The work of [`ServiceRunner::bind`], finished (polled) before it returns.
@@ -1245,7 +1337,9 @@ impl ServiceRunner {
         job_guid: String,
         binding_id: i32,
         parameters: Option<Value>,
+        accepts_incomplete: bool,
         user_guid: Option<String>,
+        first: Option<FirstAnswerSender>,
     ) {
         let runner = self;
         {
@@ -1290,11 +1384,13 @@ impl ServiceRunner {
                     &binding.guid,
                     &body,
                     context.bind_rules(),
+                    accepts_incomplete,
                     user_guid.as_deref(),
                 )
                 .await;
+            let answer = refuse_async(answer, accepts_incomplete, true);
             runner
-                .after_binding_request(job_guid, context, binding, "create", answer)
+                .after_binding_request(job_guid, context, binding, "create", answer, first)
                 .await;
         }
     }
@@ -1324,7 +1420,9 @@ impl ServiceRunner {
                         String::new(),
                         binding_id,
                         service.parameters.clone(),
+                        true,
                         user_guid.clone(),
+                        None,
                     )
                     .await;
             }
@@ -1353,7 +1451,14 @@ impl ServiceRunner {
     }
 
     /// Deletes a binding at the broker.
-    pub fn unbind(self: &Arc<Self>, job_guid: String, binding_id: i32, user_guid: Option<String>) {
+    pub fn unbind(
+        self: &Arc<Self>,
+        job_guid: String,
+        binding_id: i32,
+        accepts_incomplete: bool,
+        user_guid: Option<String>,
+    ) -> FirstAnswerReceiver {
+        let (first, receiver) = tokio::sync::oneshot::channel();
         let runner = self.clone();
         self.spawn(async move {
             let loaded = runner
@@ -1382,25 +1487,27 @@ impl ServiceRunner {
                     &context.instance.guid,
                     &binding.guid,
                     context.ids(),
+                    accepts_incomplete,
                     user_guid.as_deref(),
                 )
-                .await
-                .map_err(|mut failure| {
-                    if failure.error.kind == ErrorKind::ConcurrencyError {
-                        failure.error = ApiError::with_args(
-                            ErrorKind::AsyncServiceBindingOperationInProgress,
-                            &[
-                                app_name.as_deref().unwrap_or_default(),
-                                &context.instance.name,
-                            ],
-                        );
-                    }
-                    failure
-                });
+                .await;
+            let answer = refuse_async(answer, accepts_incomplete, false).map_err(|mut failure| {
+                if failure.error.kind == ErrorKind::ConcurrencyError {
+                    failure.error = ApiError::with_args(
+                        ErrorKind::AsyncServiceBindingOperationInProgress,
+                        &[
+                            app_name.as_deref().unwrap_or_default(),
+                            &context.instance.name,
+                        ],
+                    );
+                }
+                failure
+            });
             runner
-                .after_binding_request(job_guid, context, binding, "delete", answer)
+                .after_binding_request(job_guid, context, binding, "delete", answer, Some(first))
                 .await;
         });
+        receiver
     }
 
     async fn after_binding_request(
@@ -1410,6 +1517,7 @@ impl ServiceRunner {
         binding: CredentialBindingRow,
         operation_type: &'static str,
         answer: Result<Outcome, BrokerError>,
+        first: Option<FirstAnswerSender>,
     ) {
         let binding_id = binding.id;
         match answer {
@@ -1425,6 +1533,7 @@ impl ServiceRunner {
                     finish_job(conn, &job, None, &[])
                 })
                 .await;
+                tell(first, FirstAnswer::Done);
             }
             Ok(Outcome::InProgress(operation)) => {
                 let job = job_guid.clone();
@@ -1437,6 +1546,7 @@ impl ServiceRunner {
                     set_job_polling(conn, &job)
                 })
                 .await;
+                tell(first, FirstAnswer::InProgress);
                 self.poll(
                     job_guid,
                     context,
@@ -1463,6 +1573,7 @@ impl ServiceRunner {
                     finish_job(conn, &job_guid, Some(&error), &[])
                 })
                 .await;
+                tell(first, FirstAnswer::Failed(failure.error));
                 if failure.orphan && operation_type == "create" {
                     self.mitigate_orphan(context, Some(binding.guid));
                 }
@@ -1491,13 +1602,13 @@ impl ServiceRunner {
                     Some(binding) => {
                         runner
                             .client
-                            .unbind(&broker, &context.instance.guid, binding, context.ids(), None)
+                            .unbind(&broker, &context.instance.guid, binding, context.ids(), true, None)
                             .await
                     }
                     None => {
                         runner
                             .client
-                            .deprovision(&broker, &context.instance.guid, context.ids(), None)
+                            .deprovision(&broker, &context.instance.guid, context.ids(), true, None)
                             .await
                     }
                 };

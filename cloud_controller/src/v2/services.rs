@@ -1,18 +1,27 @@
-//! v2 read views of services (list and get): `/v2/service_brokers`, `/v2/services`,
-//! `/v2/service_plans`, `/v2/service_instances` (with `return_user_provided_service_instances`),
-//! `/v2/user_provided_service_instances` and `/v2/service_bindings`, over the same store and
-//! visibility rules as v3.
+//! v2 services over the same store, visibility rules, checks (`service_actions`) and broker work
+//! (`ServiceRunner`) as v3. Reads: `/v2/service_brokers`, `/v2/services`, `/v2/service_plans`,
+//! `/v2/service_instances` (with `return_user_provided_service_instances`),
+//! `/v2/user_provided_service_instances`, `/v2/service_bindings`, `/v2/service_keys`,
+//! `/v2/service_plan_visibilities`. Writes answer as CC v2 does: brokers are registered with a
+//! synchronous catalog fetch; instance, binding and key operations wait for the broker's first
+//! answer (201/204 when done, 202 with `last_operation` `in progress` when it works
+//! asynchronously — later v2 GETs follow the polling — or the broker's error).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::app::{resource, AppState};
 use crate::auth::CurrentUser;
+use crate::body;
 use crate::db::models::{
     CredentialBindingRow, ServiceBrokerRow, ServiceInstanceRow, ServiceOfferingRow, ServicePlanRow,
+    SpaceRow,
 };
+use crate::db::DbConn;
 use crate::error::{ApiError, ErrorKind};
 use crate::permissions::Permissions;
+use crate::service_actions::{self, BindingStart, ManagedUpdate, Refusal};
+use crate::service_jobs::{parameters_object, store_catalog, FirstAnswer, FirstAnswerReceiver};
 use crate::store;
 use crate::store::services::{self as services_store, USER_PROVIDED};
 use crate::v2::V2Query;
@@ -21,20 +30,77 @@ use crate::v3::service_catalog::{CatalogIndex, MaybeUser};
 /// Registers the v2 service routes.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(resource("/v2/service_brokers").route(web::get().to(list_brokers)))
-        .service(resource("/v2/service_brokers/{guid}").route(web::get().to(get_broker)))
+        .service(
+            resource("/v2/service_brokers")
+                .route(web::get().to(list_brokers))
+                .route(web::post().to(create_broker)),
+        )
+        .service(
+            resource("/v2/service_brokers/{guid}")
+                .route(web::get().to(get_broker))
+                .route(web::put().to(update_broker))
+                .route(web::delete().to(delete_broker)),
+        )
         .service(resource("/v2/services").route(web::get().to(list_services)))
         .service(resource("/v2/services/{guid}").route(web::get().to(get_service)))
         .service(resource("/v2/service_plans").route(web::get().to(list_plans)))
-        .service(resource("/v2/service_plans/{guid}").route(web::get().to(get_plan)))
-        .service(resource("/v2/service_instances").route(web::get().to(list_instances)))
-        .service(resource("/v2/service_instances/{guid}").route(web::get().to(get_instance)))
-        .service(resource("/v2/user_provided_service_instances").route(web::get().to(list_upsis)))
         .service(
-            resource("/v2/user_provided_service_instances/{guid}").route(web::get().to(get_upsi)),
+            resource("/v2/service_plans/{guid}")
+                .route(web::get().to(get_plan))
+                .route(web::put().to(update_plan)),
         )
-        .service(resource("/v2/service_bindings").route(web::get().to(list_bindings)))
-        .service(resource("/v2/service_bindings/{guid}").route(web::get().to(get_binding)));
+        .service(
+            resource("/v2/service_plan_visibilities")
+                .route(web::get().to(list_visibilities))
+                .route(web::post().to(create_visibility)),
+        )
+        .service(
+            resource("/v2/service_plan_visibilities/{guid}")
+                .route(web::get().to(get_visibility))
+                .route(web::delete().to(delete_visibility)),
+        )
+        .service(
+            resource("/v2/service_instances")
+                .route(web::get().to(list_instances))
+                .route(web::post().to(create_instance)),
+        )
+        .service(
+            resource("/v2/service_instances/{guid}")
+                .route(web::get().to(get_instance))
+                .route(web::put().to(update_instance))
+                .route(web::delete().to(delete_instance)),
+        )
+        .service(
+            resource("/v2/user_provided_service_instances")
+                .route(web::get().to(list_upsis))
+                .route(web::post().to(create_upsi)),
+        )
+        .service(
+            resource("/v2/user_provided_service_instances/{guid}")
+                .route(web::get().to(get_upsi))
+                .route(web::put().to(update_upsi))
+                .route(web::delete().to(delete_upsi)),
+        )
+        .service(
+            resource("/v2/service_bindings")
+                .route(web::get().to(list_bindings))
+                .route(web::post().to(create_binding)),
+        )
+        .service(
+            resource("/v2/service_bindings/{guid}")
+                .route(web::get().to(get_binding))
+                .route(web::delete().to(delete_binding)),
+        )
+        .service(
+            resource("/v2/service_keys")
+                .route(web::get().to(list_keys))
+                .route(web::post().to(create_key)),
+        )
+        .service(
+            resource("/v2/service_keys/{guid}")
+                .route(web::get().to(get_key))
+                .route(web::delete().to(delete_key)),
+        );
 }
 
 fn parse(text: &str) -> Value {
@@ -585,11 +651,10 @@ async fn one_instance(
             let permissions = Permissions::load(conn, &user)?;
             let index = CatalogIndex::load(conn)?;
             let not_found = || ApiError::with_args(ErrorKind::ServiceInstanceNotFound, &[&guid]);
-            let instance = services_store::find_instance(conn, &guid)?
-                .filter(|instance| !user_provided_only || instance.instance_type == USER_PROVIDED)
-                .ok_or_else(not_found)?;
-            let space = store::spaces::find_by_id(conn, instance.space_id)?
-                .filter(|space| permissions.can_read_space(space.id, space.organization_id))
+            let (instance, space) = service_actions::readable_instance(conn, &permissions, &guid)?
+                .filter(|(instance, _)| {
+                    !user_provided_only || instance.instance_type == USER_PROVIDED
+                })
                 .ok_or_else(not_found)?;
             let mut rendered = render_instance(&index, &instance);
             if instance.instance_type == USER_PROVIDED
@@ -707,4 +772,1238 @@ async fn get_binding(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes: the shared checks of `service_actions`, the broker work of `ServiceRunner`, v2 shapes.
+
+/// v2's codes for a refused services request.
+fn v2_words(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::SpaceNotFound(guid) => ApiError::with_args(
+            ErrorKind::InvalidRelation,
+            &[&format!(
+                "Could not find VCAP::CloudController::Space with guid {guid}"
+            )],
+        ),
+        Refusal::PlanNotFound(guid) => ApiError::with_args(
+            ErrorKind::InvalidRelation,
+            &[&format!(
+                "Could not find VCAP::CloudController::ServicePlan with guid {guid}"
+            )],
+        ),
+        Refusal::InstanceNameTaken(name) => {
+            ApiError::with_args(ErrorKind::ServiceInstanceNameTaken, &[&name])
+        }
+        Refusal::PlanOfOtherOffering => ApiError::with_args(
+            ErrorKind::ServicePlanInvalid,
+            &["cannot switch to a plan of a different service"],
+        ),
+        Refusal::PlanNotUpdateable => ApiError::plain(ErrorKind::ServicePlanNotUpdateable),
+        Refusal::InstanceNotFound(guid) | Refusal::InstanceCreateFailed(guid) => {
+            ApiError::with_args(ErrorKind::ServiceInstanceNotFound, &[&guid])
+        }
+        Refusal::AppNotFound(guid) => ApiError::with_args(ErrorKind::AppNotFound, &[&guid]),
+        Refusal::DifferentSpaces => ApiError::plain(ErrorKind::ServiceBindingDifferentSpaces),
+        Refusal::AppAlreadyBound => ApiError::with_args(
+            ErrorKind::ServiceBindingAppServiceTaken,
+            &["The app is already bound to the service."],
+        ),
+        Refusal::KeyNameTaken(name) => {
+            ApiError::with_args(ErrorKind::ServiceKeyNameTaken, &[&name])
+        }
+        Refusal::KeyForUserProvided => ApiError::with_args(
+            ErrorKind::ServiceKeyNotSupported,
+            &["Service keys are not supported for user-provided service instances."],
+        ),
+        Refusal::NotBindable => ApiError::plain(ErrorKind::UnbindableService),
+        Refusal::BrokerNameTaken(_) => ApiError::plain(ErrorKind::ServiceBrokerNameTaken),
+        Refusal::BrokerUrlInvalid(url) => {
+            ApiError::with_args(ErrorKind::ServiceBrokerUrlInvalid, &[&url])
+        }
+        Refusal::BrokerUrlBasicAuth => {
+            ApiError::plain(ErrorKind::ServiceBrokerUrlBasicAuthNotSupported)
+        }
+        Refusal::SpaceScopedPlanVisibility => ApiError::with_args(
+            ErrorKind::ServicePlanVisibilityInvalid,
+            &["plans of space-scoped brokers are visible in their space only"],
+        ),
+    }
+}
+
+/// Boolean query flags (`accepts_incomplete`, `purge`, `recursive`, `async`); other parameters
+/// are ignored, as CC v2 does.
+fn flags(request: &HttpRequest, names: &[&str]) -> Result<Vec<bool>, ApiError> {
+    let pairs = crate::query::query_pairs(request)?;
+    let mut values = vec![false; names.len()];
+    for (key, value) in &pairs {
+        if let Some(position) = names.iter().position(|name| name == key) {
+            values[position] = match value.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(ApiError::bad_query(format!("{key} must be true or false"))),
+            };
+        }
+    }
+    Ok(values)
+}
+
+/// The body as an object (v2 ignores fields it does not know).
+fn v2_object(raw: &Value) -> Result<&Map<String, Value>, ApiError> {
+    raw.as_object()
+        .ok_or_else(|| ApiError::parse("the request body must be a JSON object"))
+}
+
+/// A required string field; `invalid` re-codes the complaint.
+fn required_string(
+    object: &Map<String, Value>,
+    field: &str,
+    invalid: impl Fn(ApiError) -> ApiError,
+) -> Result<String, ApiError> {
+    body::optional_string(object, field)
+        .map_err(&invalid)?
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| invalid(ApiError::unprocessable(format!("{field} is required"))))
+}
+
+fn created(body: Value) -> HttpResponse {
+    let location = body["metadata"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    HttpResponse::Created()
+        .insert_header(("Location", location))
+        .json(body)
+}
+
+async fn first_answer(receiver: FirstAnswerReceiver) -> Result<FirstAnswer, ApiError> {
+    receiver
+        .await
+        .map_err(|_| ApiError::internal("the services job ended without an answer"))
+}
+
+/// The instance as v2 JSON, read again after its operation was recorded.
+async fn instance_body(state: &AppState, instance_id: i32) -> Result<Value, ApiError> {
+    state
+        .db
+        .run(move |conn| {
+            let index = CatalogIndex::load(conn)?;
+            let instance = services_store::find_instance_by_id(conn, instance_id)?
+                .ok_or_else(|| ApiError::not_found("Service instance"))?;
+            Ok(render_instance(&index, &instance))
+        })
+        .await
+}
+
+/// The instance (managed or, with `user_provided`, user-provided) if the caller sees it.
+fn visible_instance(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+    guid: &str,
+    user_provided: bool,
+) -> Result<(ServiceInstanceRow, SpaceRow), ApiError> {
+    let not_found = || {
+        if user_provided {
+            ApiError::with_args(ErrorKind::UserProvidedServiceInstanceNotFound, &[guid])
+        } else {
+            ApiError::with_args(ErrorKind::ServiceInstanceNotFound, &[guid])
+        }
+    };
+    service_actions::readable_instance(conn, permissions, guid)?
+        .filter(|(instance, _)| (instance.instance_type == USER_PROVIDED) == user_provided)
+        .ok_or_else(not_found)
+}
+
+/// CC v2 refuses to delete an instance with bindings or keys unless `recursive=true`.
+fn refuse_associations(conn: &mut DbConn, instance: &ServiceInstanceRow) -> Result<(), ApiError> {
+    let bindings = services_store::bindings_of_instance(conn, instance.id)?;
+    let mut kinds = Vec::new();
+    if bindings.iter().any(|binding| binding.binding_type == "app") {
+        kinds.push("service_bindings");
+    }
+    if bindings.iter().any(|binding| binding.binding_type == "key") {
+        kinds.push("service_keys");
+    }
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::with_args(
+        ErrorKind::AssociationNotEmpty,
+        &[&kinds.join(", "), "service_instances"],
+    ))
+}
+
+fn instance_invalid(error: ApiError) -> ApiError {
+    ApiError::with_args(ErrorKind::ServiceInstanceInvalid, &[&error.detail])
+}
+
+/// `POST /v2/service_instances[?accepts_incomplete=true]`: 201 when the broker provisioned at
+/// once, 202 with `last_operation` `in progress` when it works asynchronously.
+async fn create_instance(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let accepts_incomplete = flags(&request, &["accepts_incomplete"])?[0];
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let name = required_string(object, "name", instance_invalid)?;
+    body::check_name(&name).map_err(instance_invalid)?;
+    let space_guid = required_string(object, "space_guid", instance_invalid)?;
+    let plan_guid = required_string(object, "service_plan_guid", instance_invalid)?;
+    let parameters = parameters_object(object.get("parameters")).map_err(instance_invalid)?;
+    let tags = service_actions::tags_of(object)
+        .map_err(instance_invalid)?
+        .unwrap_or_default();
+    let user_guid = user.guid.clone();
+    let request = service_actions::NewManaged {
+        name,
+        space_guid,
+        plan_guid,
+        tags,
+    };
+    let creation = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            service_actions::begin_managed_create(conn, v2_words, &user, &permissions, request)
+        })
+        .await?;
+    if let Some(orphan) = creation.orphan {
+        state.services.mitigate_orphan(orphan, None);
+    }
+    let instance_id = creation.instance.id;
+    let answer = state.services.provision(
+        creation.job_guid,
+        instance_id,
+        parameters,
+        accepts_incomplete,
+        Some(user_guid),
+    );
+    match first_answer(answer).await? {
+        FirstAnswer::Done => Ok(created(instance_body(&state, instance_id).await?)),
+        FirstAnswer::InProgress => {
+            let body = instance_body(&state, instance_id).await?;
+            let location = format!("/v2/service_instances/{}", creation.instance.guid);
+            Ok(HttpResponse::Accepted()
+                .insert_header(("Location", location))
+                .json(body))
+        }
+        FirstAnswer::Failed(error) => {
+            // CC v2 keeps no instance whose provision failed; the name is free again.
+            state
+                .db
+                .run(move |conn| services_store::delete_instance(conn, instance_id))
+                .await?;
+            Err(error)
+        }
+    }
+}
+
+/// `PUT /v2/service_instances/:guid[?accepts_incomplete=true]`: rename, tags, plan change,
+/// parameters; 201, or 202 while the broker updates asynchronously.
+async fn update_instance(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let accepts_incomplete = flags(&request, &["accepts_incomplete"])?[0];
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let name = body::optional_string(object, "name").map_err(instance_invalid)?;
+    if let Some(name) = &name {
+        body::check_name(name).map_err(instance_invalid)?;
+    }
+    let tags = service_actions::tags_of(object).map_err(instance_invalid)?;
+    let parameters = parameters_object(object.get("parameters")).map_err(instance_invalid)?;
+    let plan_guid = body::optional_string(object, "service_plan_guid").map_err(instance_invalid)?;
+    let guid = path.into_inner();
+    let user_guid = user.guid.clone();
+    let has_parameters = parameters.is_some();
+    let (instance_id, update) = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (instance, space) = visible_instance(conn, &permissions, &guid, false)?;
+            service_actions::require_writer(&permissions, &space)?;
+            let changes = services_store::InstanceChanges {
+                name,
+                tags,
+                ..Default::default()
+            };
+            let update = service_actions::begin_managed_update(
+                conn,
+                v2_words,
+                &permissions,
+                &instance,
+                &changes,
+                plan_guid.as_deref(),
+                has_parameters,
+            )?;
+            Ok((instance.id, update))
+        })
+        .await?;
+    if let ManagedUpdate::Started { job_guid, plan_id } = update {
+        let answer = state.services.update(
+            job_guid,
+            instance_id,
+            plan_id,
+            parameters,
+            accepts_incomplete,
+            Some(user_guid),
+        );
+        match first_answer(answer).await? {
+            FirstAnswer::Done => {}
+            FirstAnswer::InProgress => {
+                return Ok(HttpResponse::Accepted().json(instance_body(&state, instance_id).await?))
+            }
+            FirstAnswer::Failed(error) => return Err(error),
+        }
+    }
+    Ok(HttpResponse::Created().json(instance_body(&state, instance_id).await?))
+}
+
+/// `DELETE /v2/service_instances/:guid[?accepts_incomplete=true][&recursive=true][&purge=true]`:
+/// 204 once deleted, 202 with `last_operation` `delete in progress` while the broker works.
+async fn delete_instance(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let values = flags(&request, &["accepts_incomplete", "recursive", "purge"])?;
+    let (accepts_incomplete, recursive, purge) = (values[0], values[1], values[2]);
+    let guid = path.into_inner();
+    let user_guid = user.guid.clone();
+    let (instance_id, job) = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (instance, space) = visible_instance(conn, &permissions, &guid, false)?;
+            service_actions::require_writer(&permissions, &space)?;
+            if !recursive && !purge {
+                refuse_associations(conn, &instance)?;
+            }
+            let job = service_actions::begin_instance_delete(conn, &permissions, &instance, purge)?;
+            Ok((instance.id, job))
+        })
+        .await?;
+    let Some(job_guid) = job else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let answer =
+        state
+            .services
+            .deprovision(job_guid, instance_id, accepts_incomplete, Some(user_guid));
+    match first_answer(answer).await? {
+        FirstAnswer::Done => Ok(HttpResponse::NoContent().finish()),
+        FirstAnswer::InProgress => {
+            Ok(HttpResponse::Accepted().json(instance_body(&state, instance_id).await?))
+        }
+        FirstAnswer::Failed(error) => Err(error),
+    }
+}
+
+/// The user-provided fields of a v2 body.
+fn user_provided_fields(
+    object: &Map<String, Value>,
+) -> Result<(Option<String>, services_store::InstanceChanges), ApiError> {
+    let name = body::optional_string(object, "name").map_err(instance_invalid)?;
+    if let Some(name) = &name {
+        body::check_name(name).map_err(instance_invalid)?;
+    }
+    let changes = services_store::InstanceChanges {
+        name: name.clone(),
+        tags: service_actions::tags_of(object).map_err(instance_invalid)?,
+        credentials: service_actions::credentials_of(object).map_err(instance_invalid)?,
+        syslog_drain_url: service_actions::url_field(
+            object,
+            "syslog_drain_url",
+            "Syslog drain url",
+            false,
+        )
+        .map_err(instance_invalid)?,
+        route_service_url: service_actions::url_field(
+            object,
+            "route_service_url",
+            "Route service url",
+            true,
+        )
+        .map_err(instance_invalid)?,
+        ..Default::default()
+    };
+    Ok((name, changes))
+}
+
+/// `POST /v2/user_provided_service_instances` → 201.
+async fn create_upsi(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let (name, changes) = user_provided_fields(object)?;
+    let fields = service_actions::NewUserProvided {
+        name: name.ok_or_else(|| instance_invalid(ApiError::unprocessable("name is required")))?,
+        space_guid: required_string(object, "space_guid", instance_invalid)?,
+        credentials: changes.credentials.unwrap_or_else(|| "{}".to_owned()),
+        syslog_drain_url: changes.syslog_drain_url.flatten(),
+        route_service_url: changes.route_service_url.flatten(),
+        tags: changes.tags.unwrap_or_default(),
+    };
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (instance, _) =
+                service_actions::create_user_provided(conn, v2_words, &user, &permissions, fields)?;
+            let index = CatalogIndex::load(conn)?;
+            Ok(render_instance(&index, &instance))
+        })
+        .await?;
+    Ok(created(body))
+}
+
+/// `PUT /v2/user_provided_service_instances/:guid` (partial; credentials replaced whole) → 201.
+async fn update_upsi(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let (_, changes) = user_provided_fields(v2_object(&raw)?)?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (instance, space) = visible_instance(conn, &permissions, &guid, true)?;
+            service_actions::require_writer(&permissions, &space)?;
+            let instance =
+                service_actions::update_user_provided(conn, v2_words, &instance, &changes)?;
+            let index = CatalogIndex::load(conn)?;
+            Ok(render_instance(&index, &instance))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+/// `DELETE /v2/user_provided_service_instances/:guid[?recursive=true]` → 204.
+async fn delete_upsi(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let recursive = flags(&request, &["recursive"])?[0];
+    let guid = path.into_inner();
+    state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (instance, space) = visible_instance(conn, &permissions, &guid, true)?;
+            service_actions::require_writer(&permissions, &space)?;
+            if !recursive {
+                refuse_associations(conn, &instance)?;
+            }
+            service_actions::begin_instance_delete(conn, &permissions, &instance, false)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A binding (or key) just created, with the guids its v2 rendering needs.
+struct CreatedBinding {
+    row: CredentialBindingRow,
+    instance_guid: String,
+    app_guid: String,
+    /// The broker binds asynchronously.
+    in_progress: bool,
+}
+
+/// Creates an app binding or a key and waits for the broker's first answer.
+async fn bind(
+    state: &AppState,
+    user: CurrentUser,
+    request: service_actions::NewCredentialBinding,
+    parameters: Option<Value>,
+    accepts_incomplete: bool,
+) -> Result<CreatedBinding, ApiError> {
+    let user_guid = user.guid.clone();
+    let creation = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            service_actions::begin_binding(conn, v2_words, &permissions, &request)
+        })
+        .await?;
+    let instance_guid = creation.instance.guid.clone();
+    let app_guid = creation
+        .app
+        .as_ref()
+        .map(|app| app.guid.clone())
+        .unwrap_or_default();
+    let (job_guid, binding_id) = match creation.start {
+        BindingStart::Done(row) => {
+            return Ok(CreatedBinding {
+                row,
+                instance_guid,
+                app_guid,
+                in_progress: false,
+            })
+        }
+        BindingStart::Started { job_guid, binding } => (job_guid, binding.id),
+    };
+    let answer = state.services.bind(
+        job_guid,
+        binding_id,
+        parameters,
+        accepts_incomplete,
+        Some(user_guid),
+    );
+    let in_progress = match first_answer(answer).await? {
+        FirstAnswer::Done => false,
+        FirstAnswer::InProgress => true,
+        FirstAnswer::Failed(error) => {
+            // CC v2 keeps no binding whose creation failed.
+            state
+                .db
+                .run(move |conn| services_store::delete_binding(conn, binding_id))
+                .await?;
+            return Err(error);
+        }
+    };
+    let row = state
+        .db
+        .run(move |conn| services_store::find_binding_by_id(conn, binding_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Service binding"))?;
+    Ok(CreatedBinding {
+        row,
+        instance_guid,
+        app_guid,
+        in_progress,
+    })
+}
+
+fn binding_invalid(error: ApiError) -> ApiError {
+    ApiError::with_args(ErrorKind::ServiceBindingInvalid, &[&error.detail])
+}
+
+/// `POST /v2/service_bindings[?accepts_incomplete=true]` → 201, or 202 while the broker binds.
+async fn create_binding(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let accepts_incomplete = flags(&request, &["accepts_incomplete"])?[0];
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let instance_guid = required_string(object, "service_instance_guid", binding_invalid)?;
+    let app_guid = required_string(object, "app_guid", binding_invalid)?;
+    let name = body::optional_string(object, "name").map_err(binding_invalid)?;
+    let parameters = parameters_object(object.get("parameters")).map_err(binding_invalid)?;
+    let request = service_actions::NewCredentialBinding {
+        kind: "app".to_owned(),
+        name,
+        instance_guid,
+        app_guid: Some(app_guid),
+        parameters: parameters.as_ref().map(Value::to_string),
+    };
+    let binding = bind(&state, user, request, parameters, accepts_incomplete).await?;
+    let body = render_binding(
+        &binding.row,
+        &binding.instance_guid,
+        &binding.app_guid,
+        true,
+    );
+    if binding.in_progress {
+        Ok(HttpResponse::Accepted().json(body))
+    } else {
+        Ok(created(body))
+    }
+}
+
+/// The binding (of `kind`) if the caller sees it, with its instance and space.
+fn visible_binding(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+    guid: &str,
+    kind: &str,
+) -> Result<(CredentialBindingRow, ServiceInstanceRow, SpaceRow), ApiError> {
+    let not_found = || {
+        if kind == "key" {
+            ApiError::with_args(ErrorKind::ServiceKeyNotFound, &[guid])
+        } else {
+            ApiError::with_args(ErrorKind::ServiceBindingNotFound, &[guid])
+        }
+    };
+    service_actions::readable_binding(conn, permissions, guid)?
+        .filter(|(binding, ..)| binding.binding_type == kind)
+        .ok_or_else(not_found)
+}
+
+/// Deletes an app binding or a key: `None` once gone, else the binding `delete in progress`.
+async fn unbind(
+    state: &AppState,
+    user: CurrentUser,
+    guid: String,
+    kind: &'static str,
+    accepts_incomplete: bool,
+) -> Result<Option<Value>, ApiError> {
+    let user_guid = user.guid.clone();
+    let (binding, job) = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (binding, instance, space) = visible_binding(conn, &permissions, &guid, kind)?;
+            let job =
+                service_actions::begin_unbind(conn, &permissions, &binding, &instance, &space)?;
+            Ok((binding, job))
+        })
+        .await?;
+    let Some(job_guid) = job else {
+        return Ok(None);
+    };
+    let answer = state
+        .services
+        .unbind(job_guid, binding.id, accepts_incomplete, Some(user_guid));
+    match first_answer(answer).await? {
+        FirstAnswer::Done => Ok(None),
+        FirstAnswer::InProgress => {
+            let binding_id = binding.id;
+            let body = state
+                .db
+                .run(move |conn| {
+                    let binding = services_store::find_binding_by_id(conn, binding_id)?
+                        .ok_or_else(|| ApiError::not_found("Service binding"))?;
+                    let instance =
+                        services_store::find_instance_by_id(conn, binding.service_instance_id)?
+                            .map(|instance| instance.guid)
+                            .unwrap_or_default();
+                    let app = binding
+                        .app_id
+                        .map(|id| store::apps::find_by_id(conn, id))
+                        .transpose()?
+                        .flatten()
+                        .map(|app| app.guid)
+                        .unwrap_or_default();
+                    Ok(render_binding(&binding, &instance, &app, true))
+                })
+                .await?;
+            Ok(Some(body))
+        }
+        FirstAnswer::Failed(error) => Err(error),
+    }
+}
+
+/// `DELETE /v2/service_bindings/:guid[?accepts_incomplete=true]` → 204, or 202 while the broker
+/// unbinds.
+async fn delete_binding(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let accepts_incomplete = flags(&request, &["accepts_incomplete"])?[0];
+    match unbind(&state, user, path.into_inner(), "app", accepts_incomplete).await? {
+        None => Ok(HttpResponse::NoContent().finish()),
+        Some(body) => Ok(HttpResponse::Accepted().json(body)),
+    }
+}
+
+fn render_key(key: &CredentialBindingRow, instance_guid: &str) -> Value {
+    let url = format!("/v2/service_keys/{}", key.guid);
+    super::resource(
+        &key.guid,
+        &url,
+        &key.created_at,
+        &key.updated_at,
+        json!({
+            "name": key.name,
+            "service_instance_guid": instance_guid,
+            "credentials": key.credentials.as_deref().map_or(json!({}), parse),
+            "service_instance_url": format!("/v2/service_instances/{instance_guid}"),
+            "service_key_parameters_url": format!("{url}/parameters"),
+        }),
+    )
+}
+
+/// Keys the caller may read (their credentials are secrets: space developers, admins).
+fn key_rows(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+) -> Result<Vec<(CredentialBindingRow, String)>, ApiError> {
+    let index = CatalogIndex::load(conn)?;
+    let instances: std::collections::HashMap<i32, ServiceInstanceRow> =
+        services_store::list_instances(conn)?
+            .into_iter()
+            .map(|instance| (instance.id, instance))
+            .collect();
+    Ok(services_store::list_bindings(conn)?
+        .into_iter()
+        .filter(|binding| binding.binding_type == "key")
+        .filter_map(|binding| {
+            let instance = instances.get(&binding.service_instance_id)?;
+            let space = index.spaces.get(&instance.space_id)?;
+            permissions
+                .can_read_secrets_in_space(space.id)
+                .then(|| (binding, instance.guid.clone()))
+        })
+        .collect())
+}
+
+async fn list_keys(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = V2Query::parse(
+        &request,
+        &["name", "service_instance_guid"],
+        &["name", "id"],
+    )?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let rows: Vec<_> = key_rows(conn, &permissions)?
+                .into_iter()
+                .filter(|(key, instance)| {
+                    query.accepts("name", key.name.as_deref().unwrap_or(""))
+                        && query.accepts("service_instance_guid", instance)
+                })
+                .collect();
+            Ok(query.envelope(
+                rows,
+                "/v2/service_keys",
+                |(key, _)| key.name.as_deref().unwrap_or(""),
+                |(key, instance)| render_key(key, instance),
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get_key(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (key, instance, space) = visible_binding(conn, &permissions, &guid, "key")?;
+            if !permissions.can_read_secrets_in_space(space.id) {
+                return Err(ApiError::forbidden());
+            }
+            Ok(render_key(&key, &instance.guid))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn key_invalid(error: ApiError) -> ApiError {
+    ApiError::with_args(ErrorKind::ServiceKeyInvalid, &[&error.detail])
+}
+
+/// `POST /v2/service_keys` → 201 (keys are synchronous in v2).
+async fn create_key(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let instance_guid = required_string(object, "service_instance_guid", key_invalid)?;
+    let name = required_string(object, "name", key_invalid)?;
+    body::check_name(&name).map_err(key_invalid)?;
+    let parameters = parameters_object(object.get("parameters")).map_err(key_invalid)?;
+    let request = service_actions::NewCredentialBinding {
+        kind: "key".to_owned(),
+        name: Some(name),
+        instance_guid,
+        app_guid: None,
+        parameters: parameters.as_ref().map(Value::to_string),
+    };
+    let key = bind(&state, user, request, parameters, false).await?;
+    Ok(created(render_key(&key.row, &key.instance_guid)))
+}
+
+/// `DELETE /v2/service_keys/:guid` → 204.
+async fn delete_key(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    unbind(&state, user, path.into_inner(), "key", false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brokers
+
+fn broker_invalid(error: ApiError) -> ApiError {
+    ApiError::with_args(ErrorKind::ServiceBrokerInvalid, &[&error.detail])
+}
+
+/// CC v2 refuses a second broker with the same name or URL.
+fn refuse_taken_broker(
+    conn: &mut DbConn,
+    except: Option<i32>,
+    name: Option<&str>,
+    url: Option<&str>,
+) -> Result<(), ApiError> {
+    for broker in services_store::list_brokers(conn)? {
+        if Some(broker.id) == except {
+            continue;
+        }
+        if name == Some(broker.name.as_str()) {
+            return Err(ApiError::plain(ErrorKind::ServiceBrokerNameTaken));
+        }
+        if url == Some(broker.url.as_str()) {
+            return Err(ApiError::with_args(
+                ErrorKind::ServiceBrokerUrlTaken,
+                &[&broker.url],
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn visible_broker(
+    conn: &mut DbConn,
+    permissions: &Permissions,
+    guid: &str,
+) -> Result<ServiceBrokerRow, ApiError> {
+    let index = CatalogIndex::load(conn)?;
+    index
+        .brokers
+        .values()
+        .find(|broker| broker.guid == guid && index.broker_visible(permissions, broker))
+        .cloned()
+        .ok_or_else(|| ApiError::with_args(ErrorKind::ServiceBrokerNotFound, &[guid]))
+}
+
+/// The broker row as v2 JSON, read again.
+fn broker_body(conn: &mut DbConn, broker_id: i32) -> Result<Value, ApiError> {
+    let index = CatalogIndex::load(conn)?;
+    let broker = index
+        .brokers
+        .get(&broker_id)
+        .ok_or_else(|| ApiError::not_found("Service broker"))?;
+    Ok(render_broker(&index, broker))
+}
+
+/// `POST /v2/service_brokers` → 201 once the broker's catalog was fetched, validated and stored
+/// (nothing is stored when that fails).
+async fn create_broker(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let name = required_string(object, "name", broker_invalid)?;
+    body::check_name(&name).map_err(broker_invalid)?;
+    let url = required_string(object, "broker_url", broker_invalid)?;
+    let username = required_string(object, "auth_username", broker_invalid)?;
+    let password = required_string(object, "auth_password", broker_invalid)?;
+    let space_guid = body::optional_string(object, "space_guid").map_err(broker_invalid)?;
+    service_actions::broker_url(v2_words, &url)?;
+    let user_guid = user.guid.clone();
+    let (checked_name, checked_url) = (name.clone(), url.clone());
+    let space_id = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let space_id = service_actions::broker_space(
+                conn,
+                v2_words,
+                &user,
+                &permissions,
+                space_guid.as_deref(),
+            )?;
+            refuse_taken_broker(conn, None, Some(&checked_name), Some(&checked_url))?;
+            Ok(space_id)
+        })
+        .await?;
+    let endpoint = crate::osb_client::BrokerEndpoint {
+        url: url.clone(),
+        username: username.clone(),
+        password: password.clone(),
+    };
+    let catalog = state
+        .services
+        .fetch_catalog(&endpoint, Some(&user_guid))
+        .await?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let broker = conn.write_transaction(|conn| {
+                let broker = service_actions::create_broker(
+                    conn,
+                    v2_words,
+                    &name,
+                    &url,
+                    (&username, &password),
+                    space_id,
+                )?;
+                store_catalog(conn, &broker, &catalog)?;
+                Ok(broker)
+            })?;
+            broker_body(conn, broker.id)
+        })
+        .await?;
+    Ok(created(body))
+}
+
+/// `PUT /v2/service_brokers/:guid` → 200 once the (new) broker's catalog was fetched and stored;
+/// on failure the broker keeps its previous settings and catalog.
+async fn update_broker(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let name = body::optional_string(object, "name").map_err(broker_invalid)?;
+    if let Some(name) = &name {
+        body::check_name(name).map_err(broker_invalid)?;
+    }
+    let url = body::optional_string(object, "broker_url").map_err(broker_invalid)?;
+    if let Some(url) = &url {
+        service_actions::broker_url(v2_words, url)?;
+    }
+    let username = body::optional_string(object, "auth_username").map_err(broker_invalid)?;
+    let password = body::optional_string(object, "auth_password").map_err(broker_invalid)?;
+    let guid = path.into_inner();
+    let user_guid = user.guid.clone();
+    let (checked_name, checked_url) = (name.clone(), url.clone());
+    let broker = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let broker = visible_broker(conn, &permissions, &guid)?;
+            service_actions::require_broker_writer(&permissions, &broker)?;
+            refuse_taken_broker(
+                conn,
+                Some(broker.id),
+                checked_name.as_deref(),
+                checked_url.as_deref(),
+            )?;
+            Ok(broker)
+        })
+        .await?;
+    let endpoint = crate::osb_client::BrokerEndpoint {
+        url: url.clone().unwrap_or_else(|| broker.url.clone()),
+        username: username.unwrap_or_else(|| broker.username.clone()),
+        password: password.unwrap_or_else(|| broker.password.clone()),
+    };
+    let catalog = state
+        .services
+        .fetch_catalog(&endpoint, Some(&user_guid))
+        .await?;
+    let credentials_changed =
+        endpoint.username != broker.username || endpoint.password != broker.password;
+    let body = state
+        .db
+        .run(move |conn| {
+            conn.write_transaction(|conn| {
+                service_actions::update_broker(
+                    conn,
+                    v2_words,
+                    &broker,
+                    name.as_deref(),
+                    url.as_deref(),
+                    credentials_changed
+                        .then_some((endpoint.username.as_str(), endpoint.password.as_str())),
+                )?;
+                let broker = services_store::find_broker_by_id(conn, broker.id)?
+                    .ok_or_else(|| ApiError::not_found("Service broker"))?;
+                store_catalog(conn, &broker, &catalog)?;
+                Ok(())
+            })?;
+            broker_body(conn, broker.id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `DELETE /v2/service_brokers/:guid` → 204; refused while its plans have instances.
+async fn delete_broker(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let broker = visible_broker(conn, &permissions, &guid)?;
+            service_actions::require_broker_writer(&permissions, &broker)?;
+            service_actions::require_removable(conn, &broker)?;
+            services_store::delete_broker(conn, broker.id)
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan visibility
+
+/// `PUT /v2/service_plans/:guid` `{"public": bool}` (admins) → 201 with the plan.
+async fn update_plan(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let public = body::optional_bool(object, "public")
+        .map_err(|error| ApiError::with_args(ErrorKind::ServicePlanInvalid, &[&error.detail]))?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let index = CatalogIndex::load(conn)?;
+            let plan = index
+                .plans
+                .iter()
+                .find(|plan| plan.guid == guid && index.plan_visible(Some(&permissions), plan))
+                .ok_or_else(|| ApiError::with_args(ErrorKind::ServicePlanNotFound, &[&guid]))?;
+            service_actions::require_visibility_admin(v2_words, &permissions, &index, plan)?;
+            if let Some(public) = public {
+                services_store::set_plan_public(conn, plan.id, public)?;
+            }
+            let index = CatalogIndex::load(conn)?;
+            let plan = index
+                .plans
+                .iter()
+                .find(|row| row.id == plan.id)
+                .ok_or_else(|| ApiError::with_args(ErrorKind::ServicePlanNotFound, &[&guid]))?;
+            Ok(render_plan(&index, plan))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+fn render_visibility(
+    index: &CatalogIndex,
+    visibility: &crate::db::models::PlanVisibilityRow,
+) -> Value {
+    let plan_guid = index
+        .plans
+        .iter()
+        .find(|plan| plan.id == visibility.service_plan_id)
+        .map_or("", |plan| plan.guid.as_str());
+    let org_guid = index
+        .orgs
+        .get(&visibility.organization_id)
+        .map_or("", |org| org.guid.as_str());
+    super::resource(
+        &visibility.guid,
+        &format!("/v2/service_plan_visibilities/{}", visibility.guid),
+        &visibility.created_at,
+        &visibility.created_at,
+        json!({
+            "service_plan_guid": plan_guid,
+            "organization_guid": org_guid,
+            "service_plan_url": format!("/v2/service_plans/{plan_guid}"),
+            "organization_url": format!("/v2/organizations/{org_guid}"),
+        }),
+    )
+}
+
+/// Visibilities the caller may read: all for global readers, else those of its orgs.
+fn visibility_rows(
+    index: &CatalogIndex,
+    permissions: &Permissions,
+) -> Vec<crate::db::models::PlanVisibilityRow> {
+    let mut rows: Vec<_> = index
+        .visibilities
+        .values()
+        .flatten()
+        .filter(|visibility| {
+            permissions.can_read_globally() || permissions.can_read_org(visibility.organization_id)
+        })
+        .cloned()
+        .collect();
+    rows.sort_by_key(|visibility| visibility.id);
+    rows
+}
+
+async fn list_visibilities(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = V2Query::parse(
+        &request,
+        &["organization_guid", "service_plan_guid"],
+        &["id"],
+    )?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let index = CatalogIndex::load(conn)?;
+            let rows: Vec<_> = visibility_rows(&index, &permissions)
+                .into_iter()
+                .filter(|visibility| {
+                    let rendered = render_visibility(&index, visibility);
+                    let entity = &rendered["entity"];
+                    query.accepts(
+                        "organization_guid",
+                        entity["organization_guid"].as_str().unwrap_or(""),
+                    ) && query.accepts(
+                        "service_plan_guid",
+                        entity["service_plan_guid"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect();
+            Ok(query.envelope(
+                rows,
+                "/v2/service_plan_visibilities",
+                |visibility| &visibility.guid,
+                |visibility| render_visibility(&index, visibility),
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn find_visibility(
+    index: &CatalogIndex,
+    permissions: &Permissions,
+    guid: &str,
+) -> Result<crate::db::models::PlanVisibilityRow, ApiError> {
+    visibility_rows(index, permissions)
+        .into_iter()
+        .find(|visibility| visibility.guid == guid)
+        .ok_or_else(|| ApiError::with_args(ErrorKind::ServicePlanVisibilityNotFound, &[guid]))
+}
+
+async fn get_visibility(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let index = CatalogIndex::load(conn)?;
+            let visibility = find_visibility(&index, &permissions, &guid)?;
+            Ok(render_visibility(&index, &visibility))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `POST /v2/service_plan_visibilities` (admins) → 201; a duplicate is
+/// `CF-ServicePlanVisibilityAlreadyExists`.
+async fn create_visibility(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = payload.into_inner();
+    let object = v2_object(&raw)?;
+    let invalid = |error: ApiError| {
+        ApiError::with_args(ErrorKind::ServicePlanVisibilityInvalid, &[&error.detail])
+    };
+    let plan_guid = required_string(object, "service_plan_guid", invalid)?;
+    let org_guid = required_string(object, "organization_guid", invalid)?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let index = CatalogIndex::load(conn)?;
+            let plan = index
+                .plans
+                .iter()
+                .find(|plan| plan.guid == plan_guid)
+                .ok_or_else(|| {
+                    ApiError::with_args(
+                        ErrorKind::InvalidRelation,
+                        &[&format!("Could not find VCAP::CloudController::ServicePlan with guid {plan_guid}")],
+                    )
+                })?;
+            service_actions::require_visibility_admin(v2_words, &permissions, &index, plan)?;
+            let org = index
+                .orgs
+                .values()
+                .find(|org| org.guid == org_guid)
+                .ok_or_else(|| {
+                    ApiError::with_args(
+                        ErrorKind::InvalidRelation,
+                        &[&format!("Could not find VCAP::CloudController::Organization with guid {org_guid}")],
+                    )
+                })?;
+            let taken = index
+                .visibilities
+                .get(&plan.id)
+                .is_some_and(|rows| rows.iter().any(|row| row.organization_id == org.id));
+            if taken {
+                return Err(ApiError::with_args(
+                    ErrorKind::ServicePlanVisibilityAlreadyExists,
+                    &[&format!(
+                        "organization_id and service_plan_id unique ({}, {})",
+                        org.guid, plan.guid
+                    )],
+                ));
+            }
+            services_store::add_visibility(conn, plan.id, org.id)?;
+            let index = CatalogIndex::load(conn)?;
+            let visibility = index
+                .visibilities
+                .get(&plan.id)
+                .and_then(|rows| rows.iter().find(|row| row.organization_id == org.id))
+                .ok_or_else(|| ApiError::internal("visibility vanished after insert"))?;
+            Ok(render_visibility(&index, visibility))
+        })
+        .await?;
+    Ok(created(body))
+}
+
+/// `DELETE /v2/service_plan_visibilities/:guid` (admins) → 204.
+async fn delete_visibility(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let index = CatalogIndex::load(conn)?;
+            let visibility = find_visibility(&index, &permissions, &guid)?;
+            if !permissions.can_write_globally() {
+                return Err(ApiError::forbidden());
+            }
+            services_store::remove_visibility(
+                conn,
+                visibility.service_plan_id,
+                visibility.organization_id,
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -15,12 +15,13 @@ use crate::db::models::{
     OrgRow, PlanVisibilityRow, ServiceBrokerRow, ServiceOfferingRow, ServicePlanRow, SpaceRow,
 };
 use crate::db::DbConn;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use crate::permissions::Permissions;
 use crate::query::{list_body, ListQuery, SortKey};
+use crate::service_actions as actions;
 use crate::store;
 use crate::store::services as services_store;
-use crate::store::StoreError;
+use crate::v3::service_instances::v3_words;
 
 /// Registers the broker, offering, plan and visibility routes.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -417,13 +418,6 @@ impl CatalogIndex {
     }
 }
 
-fn store_error(conflict: impl Fn() -> ApiError) -> impl Fn(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::Conflict => conflict(),
-        StoreError::Api(error) => error,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Brokers
 
@@ -541,22 +535,8 @@ fn broker_url(object: &Map<String, Value>, required: bool) -> Result<Option<Stri
     let text = value
         .as_str()
         .ok_or_else(|| ApiError::unprocessable("Url must be a string"))?;
-    let parsed = url::Url::parse(text)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-        .ok_or_else(|| ApiError::unprocessable("Url must be a valid url"))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::unprocessable(
-            "User name and password fields in the broker URI are not supported",
-        ));
-    }
+    actions::broker_url(v3_words, text)?;
     Ok(Some(text.to_owned()))
-}
-
-fn broker_name_taken(name: &str) -> ApiError {
-    ApiError::unprocessable(format!(
-        "Name must be unique. A service broker named '{name}' already exists."
-    ))
 }
 
 async fn create_broker(
@@ -578,40 +558,23 @@ async fn create_broker(
         .db
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
-            let space_id = match &space_guid {
-                None => {
-                    if !permissions.can_write_globally() {
-                        return Err(ApiError::forbidden());
-                    }
-                    None
-                }
-                Some(guid) => {
-                    let space = store::spaces::find(conn, guid)?
-                        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-                        .ok_or_else(|| ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it."))?;
-                    if !permissions.can_write_to_space(space.id) {
-                        return Err(ApiError::forbidden());
-                    }
-                    if !user.is_admin() {
-                        crate::permissions::require_feature_flag(
-                            conn,
-                            "space_scoped_private_broker_creation",
-                            &user,
-                        )?;
-                    }
-                    Some(space.id)
-                }
-            };
+            let space_id =
+                actions::broker_space(conn, v3_words, &user, &permissions, space_guid.as_deref())?;
             conn.write_transaction(|conn| {
-                let broker = services_store::create_broker(
+                let broker = actions::create_broker(
                     conn,
+                    v3_words,
                     &name,
                     &url,
                     (&credentials.0, &credentials.1),
                     space_id,
-                )
-                .map_err(store_error(|| broker_name_taken(&name)))?;
-                let job = store::jobs::create(conn, "service_broker.catalog.synchronize", "service_broker", &broker.guid)?;
+                )?;
+                let job = store::jobs::create(
+                    conn,
+                    "service_broker.catalog.synchronize",
+                    "service_broker",
+                    &broker.guid,
+                )?;
                 Ok((job, broker.guid))
             })
         })
@@ -641,28 +604,21 @@ async fn update_broker(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (broker, _) = visible_broker(conn, &permissions, &guid)?;
-            let allowed = permissions.can_write_globally()
-                || broker
-                    .space_id
-                    .is_some_and(|space| permissions.can_write_to_space(space));
-            if !allowed {
-                return Err(ApiError::forbidden());
-            }
+            actions::require_broker_writer(&permissions, &broker)?;
             if only_metadata {
                 return Ok((None, broker));
             }
             conn.write_transaction(|conn| {
-                let taken_name = name.clone().unwrap_or_default();
-                services_store::update_broker(
+                actions::update_broker(
                     conn,
-                    broker.id,
+                    v3_words,
+                    &broker,
                     name.as_deref(),
                     url.as_deref(),
                     credentials
                         .as_ref()
                         .map(|(user, password)| (user.as_str(), password.as_str())),
-                )
-                .map_err(store_error(|| broker_name_taken(&taken_name)))?;
+                )?;
                 services_store::set_broker_state(
                     conn,
                     broker.id,
@@ -712,20 +668,8 @@ async fn delete_broker(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (broker, _) = visible_broker(conn, &permissions, &guid)?;
-            let allowed = permissions.can_write_globally()
-                || broker
-                    .space_id
-                    .is_some_and(|space| permissions.can_write_to_space(space));
-            if !allowed {
-                return Err(ApiError::forbidden());
-            }
-            let in_use = services_store::broker_instance_names(conn, broker.id)?;
-            if !in_use.is_empty() {
-                return Err(ApiError::with_args(
-                    ErrorKind::ServiceBrokerNotRemovable,
-                    &[&broker.name],
-                ));
-            }
+            actions::require_broker_writer(&permissions, &broker)?;
+            actions::require_removable(conn, &broker)?;
             store::jobs::run_now(
                 conn,
                 "service_broker.delete",
@@ -1112,14 +1056,7 @@ fn apply_visibility(
     let permissions = Permissions::load(conn, user)?;
     let index = CatalogIndex::load(conn)?;
     let plan = visible_plan(&index, Some(&permissions), guid)?;
-    if !permissions.can_write_globally() {
-        return Err(ApiError::forbidden());
-    }
-    if index.visibility_type(&plan) == "space" {
-        return Err(ApiError::unprocessable(
-            "Cannot update visibility of a plan from a space-scoped broker",
-        ));
-    }
+    actions::require_visibility_admin(v3_words, &permissions, &index, &plan)?;
     let mut org_ids = Vec::new();
     if kind == "organization" {
         let orgs = object

@@ -17,10 +17,10 @@ use crate::db::DbConn;
 use crate::error::{ApiError, ErrorKind};
 use crate::permissions::Permissions;
 use crate::query::{list_body, query_pairs, ListQuery, SortKey};
+use crate::service_actions::{self as actions, BindingStart, ManagedUpdate, Refusal};
 use crate::service_jobs::{instance_busy, parameters_object, InstanceContext};
 use crate::store;
 use crate::store::services::{self as services_store, MANAGED, USER_PROVIDED};
-use crate::store::StoreError;
 use crate::v3::service_catalog::{pick, CatalogIndex};
 
 /// Registers the instance and binding routes.
@@ -240,37 +240,56 @@ impl InstanceIndex {
     }
 }
 
-fn store_error(conflict: impl Fn() -> ApiError) -> impl Fn(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::Conflict => conflict(),
-        StoreError::Api(error) => error,
+/// v3's words for a refused services request.
+pub(crate) fn v3_words(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::SpaceNotFound(_) => ApiError::unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.",
+        ),
+        Refusal::PlanNotFound(_) => ApiError::unprocessable(
+            "Invalid service plan. Ensure that the service plan exists, is available, and you have access to it.",
+        ),
+        Refusal::InstanceNameTaken(name) => {
+            ApiError::unprocessable(format!("The service instance name is taken: {name}."))
+        }
+        Refusal::PlanOfOtherOffering => {
+            ApiError::unprocessable("service plan relates to a different service offering")
+        }
+        Refusal::PlanNotUpdateable => ApiError::with_args(
+            ErrorKind::UnprocessableEntity,
+            &["The service does not support changing plans."],
+        ),
+        Refusal::InstanceNotFound(guid) => ApiError::unprocessable(format!(
+            "The service instance could not be found: '{guid}'."
+        )),
+        Refusal::InstanceCreateFailed(_) => ApiError::unprocessable("Service instance not found"),
+        Refusal::AppNotFound(guid) => {
+            ApiError::unprocessable(format!("Could not find app with guid '{guid}'."))
+        }
+        Refusal::DifferentSpaces => {
+            ApiError::unprocessable("The service instance and the app are in different spaces.")
+        }
+        Refusal::AppAlreadyBound => {
+            ApiError::unprocessable("The app is already bound to the service instance.")
+        }
+        Refusal::KeyNameTaken(name) => ApiError::unprocessable(format!(
+            "The binding name is invalid. Key binding names must be unique. The service instance already has a key binding with name '{name}'."
+        )),
+        Refusal::KeyForUserProvided => ApiError::unprocessable(
+            "Service credential bindings of type 'key' are not supported for user-provided service instances.",
+        ),
+        Refusal::NotBindable => ApiError::unprocessable("Service plan does not allow bindings."),
+        Refusal::BrokerNameTaken(name) => ApiError::unprocessable(format!(
+            "Name must be unique. A service broker named '{name}' already exists."
+        )),
+        Refusal::BrokerUrlInvalid(_) => ApiError::unprocessable("Url must be a valid url"),
+        Refusal::BrokerUrlBasicAuth => ApiError::unprocessable(
+            "User name and password fields in the broker URI are not supported",
+        ),
+        Refusal::SpaceScopedPlanVisibility => ApiError::unprocessable(
+            "Cannot update visibility of a plan from a space-scoped broker",
+        ),
     }
-}
-
-/// CC's description of a finished user-provided instance operation.
-const OPERATION_SUCCEEDED: &str = "Operation succeeded";
-
-fn name_taken(name: &str) -> ApiError {
-    ApiError::unprocessable(format!("The service instance name is taken: {name}."))
-}
-
-fn invalid_space() -> ApiError {
-    ApiError::unprocessable(
-        "Invalid space. Ensure that the space exists and you have access to it.",
-    )
-}
-
-fn invalid_plan() -> ApiError {
-    ApiError::unprocessable(
-        "Invalid service plan. Ensure that the service plan exists, is available, and you have access to it.",
-    )
-}
-
-fn busy(instance: &ServiceInstanceRow) -> ApiError {
-    ApiError::with_args(
-        ErrorKind::AsyncServiceInstanceOperationInProgress,
-        &[&instance.name],
-    )
 }
 
 const INSTANCE_FILTERS: &[&str] = &[
@@ -405,12 +424,8 @@ fn visible_instance(
     permissions: &Permissions,
     guid: &str,
 ) -> Result<(ServiceInstanceRow, SpaceRow), ApiError> {
-    let not_found = || ApiError::not_found("Service instance");
-    let instance = services_store::find_instance(conn, guid)?.ok_or_else(not_found)?;
-    let space = store::spaces::find_by_id(conn, instance.space_id)?
-        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-        .ok_or_else(not_found)?;
-    Ok((instance, space))
+    actions::readable_instance(conn, permissions, guid)?
+        .ok_or_else(|| ApiError::not_found("Service instance"))
 }
 
 async fn get_instance(
@@ -430,63 +445,6 @@ async fn get_instance(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
-}
-
-fn tags_of(object: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiError> {
-    match object.get("tags") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => {
-            let tags: Option<Vec<String>> = items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect();
-            let tags =
-                tags.ok_or_else(|| ApiError::unprocessable("Tags must be a list of strings"))?;
-            if tags.concat().chars().count() > 2048 {
-                return Err(ApiError::unprocessable(
-                    "Tags are too long. Combined length of tags must be 2048 characters or less.",
-                ));
-            }
-            Ok(Some(tags))
-        }
-        Some(_) => Err(ApiError::unprocessable("Tags must be a list of strings")),
-    }
-}
-
-fn url_field(
-    object: &Map<String, Value>,
-    field: &str,
-    label: &str,
-    https_only: bool,
-) -> Result<Option<Option<String>>, ApiError> {
-    match object.get(field) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(text)) if text.is_empty() => Ok(Some(None)),
-        Some(Value::String(text)) => {
-            let valid = url::Url::parse(text).ok().is_some_and(|url| {
-                url.host().is_some() && (!https_only || url.scheme() == "https")
-            });
-            if !valid {
-                let message = if https_only {
-                    format!("{label} must be https")
-                } else {
-                    format!("{label} must be a valid URI")
-                };
-                return Err(ApiError::unprocessable(message));
-            }
-            Ok(Some(Some(text.clone())))
-        }
-        Some(_) => Err(ApiError::unprocessable(format!("{label} must be a string"))),
-    }
-}
-
-fn credentials_of(object: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match object.get("credentials") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(Value::Object(map.clone()).to_string())),
-        Some(_) => Err(ApiError::unprocessable("Credentials must be an object")),
-    }
 }
 
 async fn create_instance(
@@ -517,48 +475,33 @@ async fn create_instance(
                 ],
             )?
             .clone();
-            let name = body::name(&object, true)?.unwrap_or_default();
-            let space_guid = body::relationship_guid(&object, "space")?
-                .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
-            let credentials = credentials_of(&object)?.unwrap_or_else(|| "{}".to_owned());
-            let drain =
-                url_field(&object, "syslog_drain_url", "Syslog drain url", false)?.flatten();
-            let route =
-                url_field(&object, "route_service_url", "Route service url", true)?.flatten();
-            let tags = tags_of(&object)?.unwrap_or_default();
+            let fields = actions::NewUserProvided {
+                name: body::name(&object, true)?.unwrap_or_default(),
+                space_guid: body::relationship_guid(&object, "space")?
+                    .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?,
+                credentials: actions::credentials_of(&object)?.unwrap_or_else(|| "{}".to_owned()),
+                syslog_drain_url: actions::url_field(
+                    &object,
+                    "syslog_drain_url",
+                    "Syslog drain url",
+                    false,
+                )?
+                .flatten(),
+                route_service_url: actions::url_field(
+                    &object,
+                    "route_service_url",
+                    "Route service url",
+                    true,
+                )?
+                .flatten(),
+                tags: actions::tags_of(&object)?.unwrap_or_default(),
+            };
             let body = state
                 .db
                 .run(move |conn| {
                     let permissions = Permissions::load(conn, &user)?;
-                    if !user.is_admin() {
-                        crate::permissions::require_feature_flag(
-                            conn,
-                            "service_instance_creation",
-                            &user,
-                        )?;
-                    }
-                    let space = store::spaces::find(conn, &space_guid)?
-                        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-                        .ok_or_else(invalid_space)?;
-                    if !permissions.can_write_to_space(space.id) {
-                        return Err(ApiError::forbidden());
-                    }
-                    let instance = services_store::create_instance(
-                        conn,
-                        &services_store::NewInstance {
-                            name: name.clone(),
-                            instance_type: USER_PROVIDED.to_owned(),
-                            space_id: space.id,
-                            credentials: Some(credentials),
-                            syslog_drain_url: drain,
-                            route_service_url: route,
-                            tags,
-                            last_operation_state: services_store::SUCCEEDED.to_owned(),
-                            last_operation_description: Some(OPERATION_SUCCEEDED.to_owned()),
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(store_error(|| name_taken(&name)))?;
+                    let (instance, space) =
+                        actions::create_user_provided(conn, v3_words, &user, &permissions, fields)?;
                     Ok(present_instance(&base, &instance, &space.guid, None))
                 })
                 .await?;
@@ -584,87 +527,36 @@ async fn create_instance(
                 ApiError::unprocessable("Relationships Service plan can't be blank")
             })?;
             let parameters = parameters_object(object.get("parameters"))?;
-            let tags = tags_of(&object)?.unwrap_or_default();
+            let tags = actions::tags_of(&object)?.unwrap_or_default();
             let user_guid = user.guid.clone();
-            let (job_guid, instance_id, orphan) = state
+            let request = actions::NewManaged {
+                name,
+                space_guid,
+                plan_guid,
+                tags,
+            };
+            let creation = state
                 .db
                 .run(move |conn| {
                     let permissions = Permissions::load(conn, &user)?;
-                    if !user.is_admin() {
-                        crate::permissions::require_feature_flag(
-                            conn,
-                            "service_instance_creation",
-                            &user,
-                        )?;
-                    }
-                    let space = store::spaces::find(conn, &space_guid)?
-                        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-                        .ok_or_else(invalid_space)?;
-                    if !permissions.can_write_to_space(space.id) {
-                        return Err(ApiError::forbidden());
-                    }
-                    let index = CatalogIndex::load(conn)?;
-                    let plan = index
-                        .plans
-                        .iter()
-                        .find(|plan| plan.guid == plan_guid)
-                        .filter(|plan| plan.active && index.plan_visible(Some(&permissions), plan))
-                        .filter(|plan| index.plan_available_in_space(plan, &space))
-                        .cloned()
-                        .ok_or_else(invalid_plan)?;
-                    conn.write_transaction(|conn| {
-                        // A managed instance whose create failed makes way for a new one of the
-                        // same name; the broker is told to forget the old one (CC PR #3988).
-                        let mut orphan = None;
-                        if let Some(old) =
-                            services_store::find_instance_by_name(conn, space.id, &name)?
-                        {
-                            let create_failed = old.instance_type == MANAGED
-                                && old.last_operation_type.as_deref() == Some("create")
-                                && old.last_operation_state.as_deref()
-                                    == Some(services_store::FAILED);
-                            if create_failed {
-                                orphan = Some(InstanceContext::load(conn, old.id)?);
-                                services_store::delete_instance(conn, old.id)?;
-                            }
-                        }
-                        let instance = services_store::create_instance(
-                            conn,
-                            &services_store::NewInstance {
-                                name: name.clone(),
-                                instance_type: MANAGED.to_owned(),
-                                space_id: space.id,
-                                service_plan_id: Some(plan.id),
-                                tags,
-                                maintenance_info: plan.maintenance_info.clone(),
-                                last_operation_state: services_store::IN_PROGRESS.to_owned(),
-                                ..Default::default()
-                            },
-                        )
-                        .map_err(store_error(|| name_taken(&name)))?;
-                        let job = store::jobs::create(
-                            conn,
-                            "service_instance.create",
-                            "service_instance",
-                            &instance.guid,
-                        )?;
-                        services_store::start_instance_operation(
-                            conn,
-                            instance.id,
-                            "create",
-                            Some(&job),
-                        )?;
-                        Ok((job, instance.id, orphan))
-                    })
+                    actions::begin_managed_create(conn, v3_words, &user, &permissions, request)
                 })
                 .await?;
-            if let Some(orphan) = orphan {
+            if let Some(orphan) = creation.orphan {
                 state.services.mitigate_orphan(orphan, None);
             }
-            state
-                .services
-                .provision(job_guid.clone(), instance_id, parameters, Some(user_guid));
-            Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
+            // v3 answers with the job; the broker's first answer is not awaited.
+            drop(state.services.provision(
+                creation.job_guid.clone(),
+                creation.instance.id,
+                parameters,
+                true,
+                Some(user_guid),
+            ));
+            Ok(crate::v3::accepted_job(
+                &state.external_url,
+                &creation.job_guid,
+            ))
         }
         _ => Err(ApiError::unprocessable(
             "Type must be one of 'managed', 'user-provided'",
@@ -687,9 +579,7 @@ async fn update_instance(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (instance, space) = visible_instance(conn, &permissions, &guid)?;
-            if !permissions.can_write_to_space(space.id) {
-                return Err(ApiError::forbidden());
-            }
+            actions::require_writer(&permissions, &space)?;
             let mut changes = services_store::InstanceChanges::default();
             if instance.instance_type == USER_PROVIDED {
                 let object = body::object(
@@ -704,26 +594,14 @@ async fn update_instance(
                     ],
                 )?;
                 changes.name = body::name(object, false)?;
-                changes.tags = tags_of(object)?;
-                changes.credentials = credentials_of(object)?;
+                changes.tags = actions::tags_of(object)?;
+                changes.credentials = actions::credentials_of(object)?;
                 changes.syslog_drain_url =
-                    url_field(object, "syslog_drain_url", "Syslog drain url", false)?;
+                    actions::url_field(object, "syslog_drain_url", "Syslog drain url", false)?;
                 changes.route_service_url =
-                    url_field(object, "route_service_url", "Route service url", true)?;
-                let taken = changes.name.clone().unwrap_or_default();
-                conn.write_transaction(|conn| {
-                    services_store::update_instance(conn, instance.id, &changes)
-                        .map_err(store_error(|| name_taken(&taken)))?;
-                    services_store::record_sync_operation(
-                        conn,
-                        instance.id,
-                        "update",
-                        Some(OPERATION_SUCCEEDED),
-                    )
-                })?;
+                    actions::url_field(object, "route_service_url", "Route service url", true)?;
+                let instance = actions::update_user_provided(conn, v3_words, &instance, &changes)?;
                 let index = InstanceIndex::load(conn)?;
-                let instance = services_store::find_instance_by_id(conn, instance.id)?
-                    .ok_or_else(|| ApiError::not_found("Service instance"))?;
                 return Ok((None, index.present(&base, &instance)));
             }
             let object = body::object(
@@ -738,84 +616,45 @@ async fn update_instance(
                 ],
             )?;
             if instance_busy(&instance) {
-                return Err(busy(&instance));
+                return Err(actions::busy(&instance));
             }
             changes.name = body::name(object, false)?;
-            changes.tags = tags_of(object)?;
+            changes.tags = actions::tags_of(object)?;
             let parameters = parameters_object(object.get("parameters"))?;
             let plan_guid = body::relationship_guid(object, "service_plan")?;
-            let index = CatalogIndex::load(conn)?;
-            let new_plan = match &plan_guid {
-                None => None,
-                Some(plan_guid) => {
-                    let plan = index
-                        .plans
-                        .iter()
-                        .find(|plan| &plan.guid == plan_guid)
-                        .filter(|plan| plan.active && index.plan_visible(Some(&permissions), plan))
-                        .cloned()
-                        .ok_or_else(invalid_plan)?;
-                    let current = instance
-                        .service_plan_id
-                        .and_then(|id| index.plans.iter().find(|plan| plan.id == id));
-                    if current.is_some_and(|current| {
-                        current.service_offering_id != plan.service_offering_id
-                    }) {
-                        return Err(ApiError::unprocessable(
-                            "service plan relates to a different service offering",
-                        ));
-                    }
-                    let updateable = current.is_some_and(|current| {
-                        current.plan_updateable.unwrap_or_else(|| {
-                            index
-                                .offerings
-                                .get(&current.service_offering_id)
-                                .is_some_and(|offering| offering.plan_updateable)
-                        })
-                    });
-                    if current.map(|current| current.id) != Some(plan.id) && !updateable {
-                        return Err(ApiError::with_args(
-                            ErrorKind::UnprocessableEntity,
-                            &["The service does not support changing plans."],
-                        ));
-                    }
-                    Some(plan)
-                }
-            };
-            let taken = changes.name.clone().unwrap_or_default();
-            conn.write_transaction(|conn| {
-                services_store::update_instance(conn, instance.id, &changes)
-                    .map_err(store_error(|| name_taken(&taken)))?;
-                if new_plan.is_none() && parameters.is_none() {
-                    services_store::record_sync_operation(conn, instance.id, "update", None)?;
-                    let instance = services_store::find_instance_by_id(conn, instance.id)?
-                        .ok_or_else(|| ApiError::not_found("Service instance"))?;
+            let update = actions::begin_managed_update(
+                conn,
+                v3_words,
+                &permissions,
+                &instance,
+                &changes,
+                plan_guid.as_deref(),
+                parameters.is_some(),
+            )?;
+            match update {
+                ManagedUpdate::Done(instance) => {
                     let index = InstanceIndex::load(conn)?;
-                    return Ok((None, index.present(&base, &instance)));
+                    let instance = *instance;
+                    Ok((None, index.present(&base, &instance)))
                 }
-                let job = store::jobs::create(
-                    conn,
-                    "service_instance.update",
-                    "service_instance",
-                    &instance.guid,
-                )?;
-                services_store::start_instance_operation(conn, instance.id, "update", Some(&job))?;
-                Ok((
-                    Some((job, instance.id, new_plan.map(|plan| plan.id), parameters)),
+                ManagedUpdate::Started { job_guid, plan_id } => Ok((
+                    Some((job_guid, instance.id, plan_id, parameters)),
                     Value::Null,
-                ))
-            })
+                )),
+            }
         })
         .await?;
     match outcome {
         (Some((job_guid, instance_id, plan_id, parameters)), _) => {
-            state.services.update(
+            // v3 answers with the job; the broker's first answer is not awaited.
+            drop(state.services.update(
                 job_guid.clone(),
                 instance_id,
                 plan_id,
                 parameters,
+                true,
                 Some(user_guid),
-            );
+            ));
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         (None, body) => Ok(HttpResponse::Ok().json(body)),
@@ -849,59 +688,19 @@ async fn delete_instance(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (instance, space) = visible_instance(conn, &permissions, &guid)?;
-            if !permissions.can_write_to_space(space.id) {
-                return Err(ApiError::forbidden());
-            }
-            if purge {
-                // Purging forgets the instance without asking its broker: admins, or space
-                // developers for instances of a space-scoped broker.
-                let index = CatalogIndex::load(conn)?;
-                let space_scoped = instance
-                    .service_plan_id
-                    .and_then(|id| index.plans.iter().find(|plan| plan.id == id))
-                    .and_then(|plan| index.broker_of_plan(plan))
-                    .is_some_and(|broker| broker.space_id.is_some());
-                if !permissions.can_write_globally()
-                    && !space_scoped
-                    && instance.instance_type == MANAGED
-                {
-                    return Err(ApiError::forbidden());
-                }
-                services_store::delete_instance(conn, instance.id)?;
-                return Ok(None);
-            }
-            if instance.instance_type == USER_PROVIDED {
-                services_store::delete_instance(conn, instance.id)?;
-                return Ok(None);
-            }
-            if instance_busy(&instance) && instance.last_operation_type.as_deref() != Some("create")
-            {
-                return Err(busy(&instance));
-            }
-            let bindings = services_store::bindings_of_instance(conn, instance.id)?;
-            if bindings
-                .iter()
-                .any(|binding| binding.last_operation_state == services_store::IN_PROGRESS)
-            {
-                return Err(busy(&instance));
-            }
-            conn.write_transaction(|conn| {
-                let job = store::jobs::create(
-                    conn,
-                    "service_instance.delete",
-                    "service_instance",
-                    &instance.guid,
-                )?;
-                services_store::start_instance_operation(conn, instance.id, "delete", Some(&job))?;
-                Ok(Some((job, instance.id)))
-            })
+            actions::require_writer(&permissions, &space)?;
+            let job = actions::begin_instance_delete(conn, &permissions, &instance, purge)?;
+            Ok(job.map(|job| (job, instance.id)))
         })
         .await?;
     match job {
         Some((job_guid, instance_id)) => {
-            state
-                .services
-                .deprovision(job_guid.clone(), instance_id, Some(user_guid));
+            // v3 answers with the job; the broker's first answer is not awaited.
+            drop(
+                state
+                    .services
+                    .deprovision(job_guid.clone(), instance_id, true, Some(user_guid)),
+            );
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         None => Ok(HttpResponse::NoContent().finish()),
@@ -1227,14 +1026,8 @@ fn visible_binding(
     permissions: &Permissions,
     guid: &str,
 ) -> Result<(CredentialBindingRow, ServiceInstanceRow, SpaceRow), ApiError> {
-    let not_found = || ApiError::not_found("Service credential binding");
-    let binding = services_store::find_binding(conn, guid)?.ok_or_else(not_found)?;
-    let instance = services_store::find_instance_by_id(conn, binding.service_instance_id)?
-        .ok_or_else(not_found)?;
-    let space = store::spaces::find_by_id(conn, instance.space_id)?
-        .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-        .ok_or_else(not_found)?;
-    Ok((binding, instance, space))
+    actions::readable_binding(conn, permissions, guid)?
+        .ok_or_else(|| ApiError::not_found("Service credential binding"))
 }
 
 async fn get_binding(
@@ -1372,126 +1165,40 @@ async fn create_binding(
         return Err(ApiError::unprocessable("Relationships App can't be blank"));
     }
     let parameters = parameters_object(object.get("parameters"))?;
-    let stored_parameters = parameters.as_ref().map(Value::to_string);
+    let request = actions::NewCredentialBinding {
+        kind,
+        name,
+        instance_guid,
+        app_guid,
+        parameters: parameters.as_ref().map(Value::to_string),
+    };
     let base = state.external_url.clone();
     let user_guid = user.guid.clone();
-    let outcome = state
+    let creation = state
         .db
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
-            let invalid_instance = || ApiError::unprocessable(format!("The service instance could not be found: '{instance_guid}'."));
-            let instance = services_store::find_instance(conn, &instance_guid)?.ok_or_else(invalid_instance)?;
-            let space = store::spaces::find_by_id(conn, instance.space_id)?
-                .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-                .ok_or_else(invalid_instance)?;
-            if !permissions.can_write_to_space(space.id) {
-                return Err(ApiError::forbidden());
-            }
-            let app = match &app_guid {
-                Some(guid) if kind == "app" => {
-                    let app = store::apps::find(conn, guid)?
-                        .filter(|app| {
-                            store::spaces::find_by_id(conn, app.space_id)
-                                .ok()
-                                .flatten()
-                                .is_some_and(|space| permissions.can_read_space(space.id, space.organization_id))
-                        })
-                        .ok_or_else(|| ApiError::unprocessable(format!("Could not find app with guid '{guid}'.")))?;
-                    if app.space_id != instance.space_id {
-                        return Err(ApiError::unprocessable("The service instance and the app are in different spaces."));
-                    }
-                    Some(app)
-                }
-                _ => None,
-            };
-            let existing = services_store::bindings_of_instance(conn, instance.id)?;
-            for binding in &existing {
-                let same_target = match (&app, binding.binding_type.as_str()) {
-                    (Some(app), "app") => binding.app_id == Some(app.id),
-                    (None, "key") => binding.name == name,
-                    _ => false,
-                };
-                if !same_target {
-                    continue;
-                }
-                if binding.last_operation_type == "create" && binding.last_operation_state == services_store::FAILED {
-                    // A failed earlier attempt makes way for this one.
-                    services_store::delete_binding(conn, binding.id)?;
-                    continue;
-                }
-                return Err(match &app {
-                    Some(_) => ApiError::unprocessable("The app is already bound to the service instance."),
-                    None => ApiError::unprocessable(format!(
-                        "The binding name is invalid. Key binding names must be unique. The service instance already has a key binding with name '{}'.",
-                        name.clone().unwrap_or_default()
-                    )),
-                });
-            }
-            if instance.instance_type == USER_PROVIDED {
-                if kind == "key" {
-                    return Err(ApiError::unprocessable("Service credential bindings of type 'key' are not supported for user-provided service instances."));
-                }
-                let binding = services_store::create_binding(
-                    conn,
-                    &services_store::NewBinding {
-                        binding_type: kind.clone(),
-                        name: name.clone(),
-                        service_instance_id: instance.id,
-                        app_id: app.as_ref().map(|app| app.id),
-                        credentials: instance.credentials.clone(),
-                        syslog_drain_url: instance.syslog_drain_url.clone(),
-                        parameters: None,
-                        state: services_store::SUCCEEDED.to_owned(),
-                    },
-                )
-                .map_err(store_error(|| ApiError::unprocessable("The app is already bound to the service instance.")))?;
-                return Ok((None, present_binding(&base, &binding, &instance.guid, app.as_ref().map(|app| app.guid.as_str()))));
-            }
-            if instance_busy(&instance) {
-                return Err(busy(&instance));
-            }
-            if instance.last_operation_state.as_deref() == Some(services_store::FAILED)
-                && instance.last_operation_type.as_deref() == Some("create")
-            {
-                return Err(ApiError::unprocessable("Service instance not found"));
-            }
-            let context = InstanceContext::load(conn, instance.id)?;
-            let bindable = context.plan.bindable.unwrap_or(context.offering.bindable);
-            if !bindable {
-                return Err(ApiError::unprocessable("Service plan does not allow bindings."));
-            }
-            conn.write_transaction(|conn| {
-                let binding = services_store::create_binding(
-                    conn,
-                    &services_store::NewBinding {
-                        binding_type: kind.clone(),
-                        name: name.clone(),
-                        service_instance_id: instance.id,
-                        app_id: app.as_ref().map(|app| app.id),
-                        credentials: None,
-                        syslog_drain_url: None,
-                        parameters: stored_parameters,
-                        state: services_store::IN_PROGRESS.to_owned(),
-                    },
-                )
-                .map_err(store_error(|| ApiError::unprocessable(format!(
-                    "The binding name is invalid. Key binding names must be unique. The service instance already has a key binding with name '{}'.",
-                    name.clone().unwrap_or_default()
-                ))))?;
-                let job = store::jobs::create(conn, "service_bindings.create", "service_credential_binding", &binding.guid)?;
-                services_store::start_binding_operation(conn, binding.id, "create", Some(&job))?;
-                Ok((Some((job, binding.id)), Value::Null))
-            })
+            actions::begin_binding(conn, v3_words, &permissions, &request)
         })
         .await?;
-    match outcome {
-        (Some((job_guid, binding_id)), _) => {
-            state
-                .services
-                .bind(job_guid.clone(), binding_id, parameters, Some(user_guid));
+    match creation.start {
+        BindingStart::Started { job_guid, binding } => {
+            // v3 answers with the job; the broker's first answer is not awaited.
+            drop(state.services.bind(
+                job_guid.clone(),
+                binding.id,
+                parameters,
+                true,
+                Some(user_guid),
+            ));
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
-        (None, body) => Ok(HttpResponse::Created().json(body)),
+        BindingStart::Done(binding) => Ok(HttpResponse::Created().json(present_binding(
+            &base,
+            &binding,
+            &creation.instance.guid,
+            creation.app.as_ref().map(|app| app.guid.as_str()),
+        ))),
     }
 }
 
@@ -1507,46 +1214,18 @@ async fn delete_binding(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (binding, instance, space) = visible_binding(conn, &permissions, &guid)?;
-            if !permissions.can_write_to_space(space.id) {
-                return Err(ApiError::forbidden());
-            }
-            if instance.instance_type == USER_PROVIDED
-                || (binding.last_operation_type == "create"
-                    && binding.last_operation_state == services_store::FAILED)
-            {
-                services_store::delete_binding(conn, binding.id)?;
-                return Ok(None);
-            }
-            if binding.last_operation_state == services_store::IN_PROGRESS {
-                let app_name = binding
-                    .app_id
-                    .map(|id| store::apps::find_by_id(conn, id))
-                    .transpose()?
-                    .flatten()
-                    .map(|app| app.name)
-                    .unwrap_or_default();
-                return Err(ApiError::with_args(
-                    ErrorKind::AsyncServiceBindingOperationInProgress,
-                    &[&app_name, &instance.name],
-                ));
-            }
-            conn.write_transaction(|conn| {
-                let job = store::jobs::create(
-                    conn,
-                    "service_bindings.delete",
-                    "service_credential_binding",
-                    &binding.guid,
-                )?;
-                services_store::start_binding_operation(conn, binding.id, "delete", Some(&job))?;
-                Ok(Some((job, binding.id)))
-            })
+            let job = actions::begin_unbind(conn, &permissions, &binding, &instance, &space)?;
+            Ok(job.map(|job| (job, binding.id)))
         })
         .await?;
     match job {
         Some((job_guid, binding_id)) => {
-            state
-                .services
-                .unbind(job_guid.clone(), binding_id, Some(user_guid));
+            // v3 answers with the job; the broker's first answer is not awaited.
+            drop(
+                state
+                    .services
+                    .unbind(job_guid.clone(), binding_id, true, Some(user_guid)),
+            );
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         None => Ok(HttpResponse::NoContent().finish()),

@@ -18,6 +18,7 @@ mod root;
 mod routes;
 mod running;
 mod services;
+mod services_v2;
 mod staging;
 mod v2;
 mod with_uaa;

@@ -15,36 +15,36 @@ use serde_json::{json, Value};
 
 use crate::support::{cc_config, databases, eventually, Harness, TestDatabase, TestIssuer};
 
-const BROKER_USER: &str = "broker-user";
-const BROKER_PASSWORD: &str = "broker-pass";
+pub(crate) const BROKER_USER: &str = "broker-user";
+pub(crate) const BROKER_PASSWORD: &str = "broker-pass";
 const INTERNAL_USER: &str = "internal";
 const INTERNAL_PASSWORD: &str = "internal-pass";
 
 /// One request the broker received.
 #[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    query: String,
+pub(crate) struct Received {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
     version: Option<String>,
     identity: Option<String>,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 #[derive(Default)]
-struct BrokerState {
-    catalog: Mutex<Value>,
+pub(crate) struct BrokerState {
+    pub(crate) catalog: Mutex<Value>,
     received: Mutex<Vec<Received>>,
     polls: Mutex<std::collections::HashMap<String, u32>>,
 }
 
-struct TestBroker {
-    url: String,
-    state: Arc<BrokerState>,
+pub(crate) struct TestBroker {
+    pub(crate) url: String,
+    pub(crate) state: Arc<BrokerState>,
     handle: actix_web::dev::ServerHandle,
 }
 
-fn catalog() -> Value {
+pub(crate) fn catalog() -> Value {
     json!({"services": [{
         "id": "svc-db", "name": "kiln-db", "description": "A database",
         "bindable": true, "plan_updateable": true,
@@ -195,7 +195,7 @@ async fn broker_handler(
 }
 
 impl TestBroker {
-    async fn start() -> TestBroker {
+    pub(crate) async fn start() -> TestBroker {
         let state = Arc::new(BrokerState::default());
         *state.catalog.lock().unwrap() = catalog();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -216,7 +216,7 @@ impl TestBroker {
         TestBroker { url, state, handle }
     }
 
-    fn received(&self, method: &str, path_prefix: &str) -> Vec<Received> {
+    pub(crate) fn received(&self, method: &str, path_prefix: &str) -> Vec<Received> {
         self.state
             .received
             .lock()
@@ -227,13 +227,13 @@ impl TestBroker {
             .collect()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.handle.stop(false).await;
     }
 }
 
 /// A CC with short broker timeouts and poll intervals, and fixed internal API credentials.
-async fn start(database: TestDatabase) -> Harness {
+pub(crate) async fn start(database: TestDatabase) -> Harness {
     let issuer = TestIssuer::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -262,7 +262,7 @@ async fn start(database: TestDatabase) -> Harness {
 }
 
 /// Waits until the job is COMPLETE or FAILED.
-async fn finished_job(harness: &Harness, location: &str) -> Value {
+pub(crate) async fn finished_job(harness: &Harness, location: &str) -> Value {
     let last = std::cell::RefCell::new(Value::Null);
     let done = eventually(Duration::from_secs(20), || async {
         let answer = harness.get(location, &harness.admin_token).await;
@@ -277,11 +277,11 @@ async fn finished_job(harness: &Harness, location: &str) -> Value {
     last
 }
 
-fn broker_body(name: &str, url: &str) -> Value {
+pub(crate) fn broker_body(name: &str, url: &str) -> Value {
     json!({"name": name, "url": url, "authentication": {"type": "basic", "credentials": {"username": BROKER_USER, "password": BROKER_PASSWORD}}})
 }
 
-async fn register(harness: &Harness, name: &str, url: &str) -> Value {
+pub(crate) async fn register(harness: &Harness, name: &str, url: &str) -> Value {
     let answer = harness
         .post(
             "/v3/service_brokers",
@@ -293,7 +293,7 @@ async fn register(harness: &Harness, name: &str, url: &str) -> Value {
     finished_job(harness, &answer.header("location").unwrap()).await
 }
 
-async fn plan_guid(harness: &Harness, name: &str) -> String {
+pub(crate) async fn plan_guid(harness: &Harness, name: &str) -> String {
     let answer = harness
         .get(
             &format!("/v3/service_plans?names={name}"),
@@ -307,7 +307,7 @@ async fn plan_guid(harness: &Harness, name: &str) -> String {
         .to_owned()
 }
 
-async fn make_public(harness: &Harness, plan: &str) {
+pub(crate) async fn make_public(harness: &Harness, plan: &str) {
     let guid = plan_guid(harness, plan).await;
     let answer = harness
         .post(
@@ -320,7 +320,7 @@ async fn make_public(harness: &Harness, plan: &str) {
 }
 
 /// An org with a space, a developer and an auditor: (org, space, developer, auditor).
-async fn people(harness: &Harness, org_name: &str) -> (String, String, String, String) {
+pub(crate) async fn people(harness: &Harness, org_name: &str) -> (String, String, String, String) {
     let org = harness.create_org(org_name).await;
     let space = harness.create_space(&org, "dev").await;
     let mut tokens = Vec::new();
