@@ -62,8 +62,8 @@ pub struct LoggregatorConfig {
     /// `batch_size` of each drain-list page. Default 1000.
     #[serde(default = "default_syslog_drain_batch_size")]
     pub syslog_drain_batch_size: u32,
-    /// PEM file of CA certificates trusted for `syslog-tls://` drains in addition to the
-    /// system's roots. Default none.
+    /// PEM file of CA certificates trusted for `syslog-tls://` and `https://` drains in
+    /// addition to the system's roots. Default none.
     #[serde(default)]
     pub syslog_drain_ca_file: Option<String>,
     /// Envelopes queued per drain while it is slow or down; the oldest are dropped first

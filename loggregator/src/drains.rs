@@ -2,7 +2,8 @@
 //! `GET {cc}/internal/v4/syslog_drain_urls?batch_size=N&next_id=M` (Basic auth), and one writer
 //! task per (app, drain URL) that sends the app's log envelopes as RFC 5424 messages with
 //! octet-counting framing over TCP (`syslog://`) or TLS (`syslog-tls://`, system roots plus the
-//! configured `syslog_drain_ca_file`).
+//! configured `syslog_drain_ca_file`), or as one HTTP POST per message (`https://`, same trust,
+//! and `http://`), body = the unframed message, `Content-Type: text/plain`, any 2xx = done.
 //!
 //! A drain that is slow or down never slows ingestion: the ingress thread only pushes into the
 //! drain's bounded queue (dropping the oldest when full); the writer reconnects with capped
@@ -15,7 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use protocol::logs::Envelope;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use protocol::logs::{Envelope, RawEnvelope};
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,6 +39,10 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// Shortest interval between two "messages lost" notices of one drain.
 const LOSS_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+/// Read/write timeout of one POST to an `https://` drain (the agent's 20 s).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts at one message to an HTTP drain before it is dropped (the agent's 22).
+const MAX_HTTP_ATTEMPTS: u32 = 22;
 /// How long stopping waits for drain writers to finish their current write.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -68,6 +76,34 @@ impl DrainRegistry {
             }
             let Some(drains) = by_app.get(&envelope.source_id) else {
                 continue;
+            };
+            for drain in drains {
+                drain.push(envelope.clone());
+            }
+        }
+    }
+
+    /// Like `dispatch` for envelopes still in their JSON form: only those of apps with drains
+    /// are decoded.
+    pub(crate) fn dispatch_raw(&self, envelopes: &[RawEnvelope<'_>]) {
+        let by_app = self
+            .by_app
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if by_app.is_empty() {
+            return;
+        }
+        for raw in envelopes {
+            let Some(drains) = by_app.get(raw.source_id) else {
+                continue;
+            };
+            let envelope = match raw.decode() {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // `scan` only returns what decodes; this would be a bug, not bad input.
+                    tracing::warn!(%error, "scanned envelope does not decode");
+                    continue;
+                }
             };
             for drain in drains {
                 drain.push(envelope.clone());
@@ -379,6 +415,23 @@ enum DrainTarget {
         server_name: rustls::pki_types::ServerName<'static>,
         connector: tokio_rustls::TlsConnector,
     },
+    /// `https://…` (or `http://…`): one POST of the unframed RFC 5424 message per envelope,
+    /// over a kept-alive HTTP/1.1 connection; any 2xx answer is success.
+    Http {
+        host: String,
+        port: u16,
+        /// `Host` header value.
+        authority: String,
+        /// Path and query the messages are posted to.
+        path_and_query: String,
+        /// `Authorization: Basic …` from the URL's userinfo, if any.
+        authorization: Option<String>,
+        /// TLS for `https`.
+        tls: Option<(
+            rustls::pki_types::ServerName<'static>,
+            tokio_rustls::TlsConnector,
+        )>,
+    },
 }
 
 impl std::fmt::Debug for DrainTarget {
@@ -386,11 +439,89 @@ impl std::fmt::Debug for DrainTarget {
         match self {
             DrainTarget::Tcp { host, port } => write!(f, "Tcp({host}:{port})"),
             DrainTarget::Tls { host, port, .. } => write!(f, "Tls({host}:{port})"),
+            DrainTarget::Http {
+                host, port, tls, ..
+            } => write!(f, "Http({host}:{port}, tls: {})", tls.is_some()),
         }
     }
 }
 
-type DrainConnection = Box<dyn AsyncWrite + Send + Unpin>;
+/// An open connection to a drain.
+enum DrainConnection {
+    /// Syslog over TCP or TLS: octet-counted frames.
+    Stream(Box<dyn AsyncWrite + Send + Unpin>),
+    /// HTTP/1.1: a request sender, and the task driving the connection (ended on drop).
+    Http {
+        sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        driver: AbortOnDrop,
+    },
+}
+
+/// Aborts the task when dropped, so a connection's driver never outlives it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl DrainConnection {
+    /// Sends one RFC 5424 message: framed on a syslog stream, as a POST body over HTTP.
+    async fn deliver(&mut self, target: &DrainTarget, message: &[u8]) -> Result<(), DeliveryError> {
+        match self {
+            DrainConnection::Stream(stream) => stream
+                .write_all(&syslog::frame(message))
+                .await
+                .map_err(|error| DeliveryError::Failed(error.to_string())),
+            DrainConnection::Http { sender, driver } => {
+                let DrainTarget::Http {
+                    authority,
+                    path_and_query,
+                    authorization,
+                    ..
+                } = target
+                else {
+                    return Err(DeliveryError::Failed("not an http drain".to_owned()));
+                };
+                // A kept-alive connection the server has since closed: nothing was sent.
+                if driver.0.is_finished() {
+                    return Err(DeliveryError::Closed);
+                }
+                sender.ready().await.map_err(|_| DeliveryError::Closed)?;
+                let mut request = hyper::Request::post(path_and_query.as_str())
+                    .header(hyper::header::HOST, authority.as_str())
+                    .header(hyper::header::CONTENT_TYPE, "text/plain");
+                if let Some(authorization) = authorization {
+                    request = request.header(hyper::header::AUTHORIZATION, authorization.as_str());
+                }
+                let request = request
+                    .body(Full::new(Bytes::copy_from_slice(message)))
+                    .map_err(|error| DeliveryError::Failed(error.to_string()))?;
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|error| DeliveryError::Failed(error.to_string()))?;
+                let status = response.status();
+                // Read the body to the end so the connection can carry the next request.
+                let _ = response.into_body().collect().await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(DeliveryError::Failed(format!("status {}", status.as_u16())))
+                }
+            }
+        }
+    }
+}
+
+/// Why a message did not reach its drain.
+enum DeliveryError {
+    /// The (kept-alive) connection was already closed; the message was not sent.
+    Closed,
+    /// The write or the request failed, or the drain refused the message.
+    Failed(String),
+}
 
 impl DrainTarget {
     fn parse(raw: &str, tls: &Arc<rustls::ClientConfig>) -> Result<DrainTarget, String> {
@@ -417,10 +548,53 @@ impl DrainTarget {
                     connector: tokio_rustls::TlsConnector::from(tls.clone()),
                 })
             }
+            scheme @ ("https" | "http") => {
+                let port = url
+                    .port_or_known_default()
+                    .ok_or_else(|| "no port".to_owned())?;
+                let authority = match url.port() {
+                    Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                    None => url.host_str().unwrap_or_default().to_owned(),
+                };
+                let mut path_and_query = url.path().to_owned();
+                if let Some(query) = url.query() {
+                    path_and_query.push('?');
+                    path_and_query.push_str(query);
+                }
+                let authorization = (!url.username().is_empty()).then(|| {
+                    use base64::Engine as _;
+                    let user = percent_decode(url.username());
+                    let password = url.password().map(percent_decode).unwrap_or_default();
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                    )
+                });
+                let tls = if scheme == "https" {
+                    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+                        .map_err(|error| format!("invalid server name: {error}"))?;
+                    Some((server_name, tokio_rustls::TlsConnector::from(tls.clone())))
+                } else {
+                    None
+                };
+                Ok(DrainTarget::Http {
+                    host,
+                    port,
+                    authority,
+                    path_and_query,
+                    authorization,
+                    tls,
+                })
+            }
             other => Err(format!(
-                "scheme {other} is not supported (syslog:// and syslog-tls:// only)"
+                "scheme {other} is not supported (syslog://, syslog-tls://, https:// and http:// only)"
             )),
         }
+    }
+
+    /// True for the syslog transports (their dial failures get CF's "Failed to connect" line).
+    fn is_syslog(&self) -> bool {
+        !matches!(self, DrainTarget::Http { .. })
     }
 
     async fn connect(&self) -> std::io::Result<DrainConnection> {
@@ -428,7 +602,7 @@ impl DrainTarget {
             DrainTarget::Tcp { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(true)?;
-                Ok(Box::new(stream))
+                Ok(DrainConnection::Stream(Box::new(stream)))
             }
             DrainTarget::Tls {
                 host,
@@ -439,10 +613,59 @@ impl DrainTarget {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(true)?;
                 let stream = connector.connect(server_name.clone(), stream).await?;
-                Ok(Box::new(stream))
+                Ok(DrainConnection::Stream(Box::new(stream)))
+            }
+            DrainTarget::Http {
+                host, port, tls, ..
+            } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                let stream: Box<dyn HttpStream> = match tls {
+                    Some((server_name, connector)) => {
+                        Box::new(connector.connect(server_name.clone(), stream).await?)
+                    }
+                    None => Box::new(stream),
+                };
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                let driver = AbortOnDrop(tokio::spawn(async move {
+                    let _ = connection.await;
+                }));
+                Ok(DrainConnection::Http { sender, driver })
             }
         }
     }
+}
+
+/// A byte stream an HTTP connection runs over (TCP or TLS).
+trait HttpStream: tokio::io::AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + AsyncWrite + Send + Unpin> HttpStream for T {}
+
+/// Userinfo as written in a URL (`%40` for `@`, …) back to text.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(value)) => {
+                out.push(value);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The URL without userinfo and query (what CF prints in notices and metrics).
@@ -470,6 +693,7 @@ async fn drain_writer(
     let mut backoff = INITIAL_BACKOFF;
     let mut failing = false;
     let mut last_loss_notice: Option<Instant> = None;
+    let mut http_failures: u32 = 0;
     loop {
         report_losses(&drain, &ingestor, &mut last_loss_notice);
         let Some(envelope) = drain.pop() else {
@@ -493,12 +717,16 @@ async fn drain_writer(
         let Some(message) = syslog::format_log(&envelope, &hostname) else {
             continue;
         };
-        let framed = syslog::frame(&message);
+        // A kept-alive connection found closed is simply replaced; a new one that fails at
+        // once counts as a failure like any other.
+        let reused = connection.is_some();
         let stream = match connection.as_mut() {
             Some(stream) => stream,
             None => match tokio::time::timeout(IO_TIMEOUT, target.connect()).await {
                 Ok(Ok(stream)) => {
-                    backoff = INITIAL_BACKOFF;
+                    if http_failures == 0 {
+                        backoff = INITIAL_BACKOFF;
+                    }
                     failing = false;
                     connection.insert(stream)
                 }
@@ -509,10 +737,12 @@ async fn drain_writer(
                     };
                     if !failing {
                         tracing::warn!(app_guid = %drain.app_id, url = %drain.display_url, %error, "syslog drain unreachable");
-                        ingestor.store_only(&Envelope::loggregator_log(
-                            drain.app_id.clone(),
-                            format!("Failed to connect to {}", drain.raw_url),
-                        ));
+                        if target.is_syslog() {
+                            ingestor.store_only(&Envelope::loggregator_log(
+                                drain.app_id.clone(),
+                                format!("Failed to connect to {}", drain.raw_url),
+                            ));
+                        }
                     }
                     failing = true;
                     drain.push_front(envelope);
@@ -524,18 +754,44 @@ async fn drain_writer(
                 }
             },
         };
-        match tokio::time::timeout(IO_TIMEOUT, stream.write_all(&framed)).await {
+        let timeout = if target.is_syslog() {
+            IO_TIMEOUT
+        } else {
+            HTTP_TIMEOUT
+        };
+        match tokio::time::timeout(timeout, stream.deliver(&target, &message)).await {
             Ok(Ok(())) => {
                 drain.sent.fetch_add(1, Ordering::Relaxed);
+                http_failures = 0;
             }
             result => {
+                let closed = matches!(result, Ok(Err(DeliveryError::Closed)));
                 let error = match result {
-                    Ok(Err(error)) => error.to_string(),
+                    Ok(Err(DeliveryError::Failed(error))) => error,
+                    Ok(Err(DeliveryError::Closed)) => "connection closed".to_owned(),
                     _ => "timed out".to_owned(),
                 };
                 tracing::debug!(app_guid = %drain.app_id, url = %drain.display_url, %error, "syslog drain write failed; reconnecting");
                 connection = None;
-                drain.push_front(envelope);
+                if target.is_syslog() || (closed && reused) {
+                    drain.push_front(envelope);
+                    continue;
+                }
+                // An HTTP drain can accept connections and still refuse every message: retry
+                // with the same capped backoff, and give the message up after the agent's
+                // number of attempts.
+                http_failures += 1;
+                if http_failures < MAX_HTTP_ATTEMPTS {
+                    drain.push_front(envelope);
+                } else {
+                    http_failures = 0;
+                    drain.dropped_total.fetch_add(1, Ordering::Relaxed);
+                    drain.dropped_unreported.fetch_add(1, Ordering::Relaxed);
+                }
+                if !sleep_unless_stopped(&drain, &mut shutdown, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -596,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn syslog_and_syslog_tls_targets_are_accepted() {
+    fn syslog_syslog_tls_https_and_http_targets_are_accepted() {
         let tls = tls_client_config(None).unwrap();
         assert!(matches!(
             DrainTarget::parse("syslog://127.0.0.1:6514", &tls),
@@ -605,6 +861,31 @@ mod tests {
         assert!(matches!(
             DrainTarget::parse("syslog-tls://logs.example.com", &tls),
             Ok(DrainTarget::Tls { port: 6514, .. })
+        ));
+        match DrainTarget::parse("https://u%40x:p@logs.example.com/in?a=1", &tls) {
+            Ok(DrainTarget::Http {
+                port: 443,
+                authority,
+                path_and_query,
+                authorization: Some(authorization),
+                tls: Some(_),
+                ..
+            }) => {
+                assert_eq!(authority, "logs.example.com");
+                assert_eq!(path_and_query, "/in?a=1");
+                // base64("u@x:p")
+                assert_eq!(authorization, "Basic dUB4OnA=");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            DrainTarget::parse("http://127.0.0.1:8080", &tls),
+            Ok(DrainTarget::Http {
+                port: 8080,
+                tls: None,
+                authorization: None,
+                ..
+            })
         ));
         assert!(DrainTarget::parse("syslog://", &tls).is_err());
         assert!(DrainTarget::parse("ftp://host:1", &tls).is_err());

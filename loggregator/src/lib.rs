@@ -92,7 +92,7 @@ impl Drop for RunningGuard<'_> {
 
 impl Drop for LoggregatorServer {
     /// Dropping without [`LoggregatorServer::stop`] still ends everything: the tasks are
-    /// aborted with their `JoinSet` and the receive threads see the stop flag within 100 ms.
+    /// aborted with their `JoinSet` and the receive threads see the stop flag within 10 ms.
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.shutdown_watcher.abort();

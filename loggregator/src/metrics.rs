@@ -18,11 +18,30 @@ pub(crate) struct Metrics {
     pub(crate) unauthorized_reads: AtomicU64,
     pub(crate) drain_polls: AtomicU64,
     pub(crate) drain_poll_errors: AtomicU64,
+    /// Envelopes emitters reported dropping, per source id (from their drop notices).
+    pub(crate) emitter_drops: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
+
+/// Sources whose emitter drops are counted one by one; more are counted under `""`.
+const MAX_EMITTER_DROP_SOURCES: usize = 10_000;
 
 impl Metrics {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts envelopes an emitter dropped for `source_id` (rare: only on drop notices).
+    pub(crate) fn add_emitter_drops(&self, source_id: &str, dropped: u64) {
+        let mut drops = self
+            .emitter_drops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = if drops.contains_key(source_id) || drops.len() < MAX_EMITTER_DROP_SOURCES {
+            source_id
+        } else {
+            ""
+        };
+        *drops.entry(key.to_owned()).or_default() += dropped;
     }
 
     pub(crate) fn render(&self, store: &StoreStats, drains: &[DrainSnapshot]) -> String {
@@ -130,6 +149,26 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "loggregator_source_dropped_envelopes_total{{source_id=\"{}\"}} {dropped}",
+                escape_label(source_id)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP loggregator_emitter_dropped_envelopes_total Envelopes emitters dropped before sending (socket full, loggregator absent, too large), per source id, as their drop notices reported."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE loggregator_emitter_dropped_envelopes_total counter"
+        );
+        for (source_id, dropped) in self
+            .emitter_drops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "loggregator_emitter_dropped_envelopes_total{{source_id=\"{}\"}} {dropped}",
                 escape_label(source_id)
             );
         }

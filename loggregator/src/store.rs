@@ -10,15 +10,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use protocol::logs::{now_nanos, Envelope, EnvelopeKind};
+use protocol::logs::{now_nanos, Envelope, EnvelopeKind, RawEnvelope};
 
 /// Bookkeeping bytes charged per stored envelope on top of its JSON.
 const ENTRY_OVERHEAD_BYTES: usize = 48;
 /// Bytes charged per source on top of its entries.
 const SOURCE_OVERHEAD_BYTES: usize = 256;
 /// When the memory bound is exceeded, evict down to this fraction of it, so that the scan for
-/// the largest source happens once per burst rather than once per envelope.
-const MEMORY_LOW_WATER_PERCENT: usize = 95;
+/// the largest source happens once per burst rather than once per envelope (and yet one
+/// eviction round, done under the lock, stays short: 1 % of 256 MiB is about 2,500 entries).
+const MEMORY_LOW_WATER_PERCENT: usize = 99;
 
 /// One stored envelope.
 #[derive(Clone)]
@@ -32,13 +33,22 @@ impl Entry {
     /// Serialises the envelope once, outside any lock.
     pub(crate) fn new(envelope: &Envelope) -> Option<Entry> {
         let mut json = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut json, envelope).ok()?;
+        envelope.write_json(&mut json);
         let json = String::from_utf8(json).ok()?;
         Some(Entry {
             timestamp: envelope.timestamp,
             kind: envelope.kind(),
             json: json.into(),
         })
+    }
+
+    /// An entry for an envelope whose JSON is already canonical (see `IngressDatagram::scan`).
+    pub(crate) fn from_raw(envelope: &RawEnvelope<'_>) -> Entry {
+        Entry {
+            timestamp: envelope.timestamp,
+            kind: Some(envelope.kind),
+            json: envelope.json.into(),
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -129,26 +139,44 @@ impl Store {
     }
 
     /// Stores envelopes (source id, entry) under one lock acquisition.
-    pub(crate) fn insert_batch(&self, batch: Vec<(String, Entry)>) {
+    pub(crate) fn insert_batch(&self, batch: Vec<(&str, Entry)>) {
         if batch.is_empty() {
             return;
         }
         let now = now_nanos();
+        // Evicted entries are freed after the lock is released, so that readers and the other
+        // ingress thread do not wait for the allocator.
+        let mut evicted = Vec::new();
         let mut inner = self.lock();
         for (source_id, entry) in batch {
-            self.insert_locked(&mut inner, source_id, entry, now);
+            self.insert_locked(&mut inner, source_id, entry, now, &mut evicted);
         }
         if inner.total_bytes > self.max_bytes {
-            self.evict_for_memory(&mut inner, now);
+            self.evict_for_memory(&mut inner, now, &mut evicted);
         }
+        drop(inner);
+        drop(evicted);
     }
 
-    fn insert_locked(&self, inner: &mut Inner, source_id: String, entry: Entry, now: i64) {
+    fn insert_locked(
+        &self,
+        inner: &mut Inner,
+        source_id: &str,
+        entry: Entry,
+        now: i64,
+        graveyard: &mut Vec<Entry>,
+    ) {
         let bytes = entry.bytes();
-        if !inner.sources.contains_key(&source_id) {
+        // Look up by reference first: a new source (and its key) is the rare case.
+        if !inner.sources.contains_key(source_id) {
             inner.total_bytes += SOURCE_OVERHEAD_BYTES + source_id.len();
+            inner
+                .sources
+                .insert(source_id.to_owned(), Source::default());
         }
-        let source = inner.sources.entry(source_id).or_default();
+        let Some(source) = inner.sources.get_mut(source_id) else {
+            return;
+        };
         // Envelopes arrive nearly in timestamp order: append, or insert a little before the end.
         match source.entries.back() {
             Some(last) if last.timestamp > entry.timestamp => {
@@ -163,7 +191,7 @@ impl Store {
         inner.total_bytes += bytes;
         inner.envelopes += 1;
         while source.entries.len() > self.max_per_source {
-            let evicted = evict_oldest(source, now, self.min_retention_nanos);
+            let evicted = evict_oldest(source, now, self.min_retention_nanos, graveyard);
             inner.total_bytes -= evicted.bytes;
             inner.envelopes -= 1;
             inner.expired_total += 1;
@@ -174,7 +202,7 @@ impl Store {
     }
 
     /// Evicts the oldest envelopes of the largest source until under the low-water mark.
-    fn evict_for_memory(&self, inner: &mut Inner, now: i64) {
+    fn evict_for_memory(&self, inner: &mut Inner, now: i64, graveyard: &mut Vec<Entry>) {
         let target = self.max_bytes / 100 * MEMORY_LOW_WATER_PERCENT;
         while inner.total_bytes > target {
             let Some(largest) = inner
@@ -195,7 +223,7 @@ impl Store {
                 if inner.total_bytes <= target || source.entries.is_empty() {
                     break;
                 }
-                let evicted = evict_oldest(source, now, self.min_retention_nanos);
+                let evicted = evict_oldest(source, now, self.min_retention_nanos, graveyard);
                 inner.total_bytes -= evicted.bytes;
                 inner.envelopes -= 1;
                 inner.expired_total += 1;
@@ -313,7 +341,13 @@ struct Evicted {
     dropped: bool,
 }
 
-fn evict_oldest(source: &mut Source, now: i64, min_retention_nanos: i64) -> Evicted {
+/// Takes the oldest entry of `source` out into `graveyard` (freed by the caller later).
+fn evict_oldest(
+    source: &mut Source,
+    now: i64,
+    min_retention_nanos: i64,
+    graveyard: &mut Vec<Entry>,
+) -> Evicted {
     let Some(entry) = source.entries.pop_front() else {
         return Evicted {
             bytes: 0,
@@ -328,5 +362,6 @@ fn evict_oldest(source: &mut Source, now: i64, min_retention_nanos: i64) -> Evic
         source.dropped_total += 1;
         source.dropped_unreported += 1;
     }
+    graveyard.push(entry);
     Evicted { bytes, dropped }
 }

@@ -17,18 +17,24 @@
 //!
 //! `protocol` otherwise performs no I/O. [`LogEmitter`] is a deliberate exception: a
 //! non-blocking UDP socket that sends each envelope (or batch) as one JSON datagram,
-//! [`IngressDatagram`] `{"emitter":"<id>","seq":N,"batch":[envelope, …]}`, to the loggregator's
+//! [`IngressDatagram`] `{"emitter":"<id>","seq":N,"batch":[envelope, …]}` (plus
+//! `"dropped":N` on a drop notice's datagram), to the loggregator's
 //! ingress address. It lives here so that the Cloud Controller, the router and the DEA can emit
 //! without depending on the loggregator crate. `emit` never blocks and never awaits: when the
-//! socket would block, or on any error, the envelope is dropped and counted. Each emitter has a
-//! random id and numbers its datagrams, so the receiver can count datagrams lost in transit.
+//! socket would block, or on any error, the envelope is dropped and counted, per source id
+//! ([`LogEmitter::dropped_by_source`]); once a send succeeds again, each source that lost lines
+//! gets an `LGR` line saying how many ([`emitter_drop_notice`]). Each emitter has a random id
+//! and numbers its datagrams, so the receiver can count datagrams lost in transit.
+//!
+//! The receiver's fast path, [`IngressDatagram::scan`], takes datagrams in exactly the form the
+//! emitter writes apart without decoding them, and keeps each envelope's JSON as is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde::de::{self, Deserializer};
@@ -513,6 +519,49 @@ impl Envelope {
         self.tags.get("source_type").map(String::as_str)
     }
 
+    /// Appends the envelope's JSON to `out`: exactly what its `Serialize` writes through
+    /// `serde_json`, but for log envelopes (the hot case) written directly, copying runs of
+    /// characters that need no escaping at once.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let log = match &self.message {
+            Some(Message::Log(log)) if self.deprecated_tags.is_empty() => log,
+            _ => {
+                // Envelope's Serialize cannot fail, nor can writing to a Vec.
+                let _ = serde_json::to_writer(&mut *out, self);
+                return;
+            }
+        };
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        let _ = std::io::Write::write_fmt(out, format_args!("{}", self.timestamp));
+        out.extend_from_slice(b"\",\"source_id\":");
+        write_json_string(out, &self.source_id);
+        out.extend_from_slice(b",\"instance_id\":");
+        write_json_string(out, &self.instance_id);
+        out.extend_from_slice(b",\"deprecated_tags\":{},\"tags\":{");
+        for (index, (key, value)) in self.tags.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(out, key);
+            out.push(b':');
+            write_json_string(out, value);
+        }
+        out.extend_from_slice(b"},\"log\":{\"payload\":\"");
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(log.payload.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&log.payload, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
+        out.extend_from_slice(match log.log_type {
+            LogType::Out => b"\",\"type\":\"OUT\"}}",
+            LogType::Err => b"\",\"type\":\"ERR\"}}",
+        });
+    }
+
     /// A rough count of the bytes this envelope occupies (for memory bounds).
     pub fn approximate_size(&self) -> usize {
         let tags: usize = self.tags.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
@@ -534,6 +583,72 @@ impl Envelope {
 
 // ---------------------------------------------------------------------------------------------
 // JSON (protojson) form.
+
+/// The position of the first byte at or after `at` that a JSON string cannot hold as is (`"`,
+/// `\\`, a control character), or `bytes.len()`. Eight bytes at a time: in each word, a
+/// byte's high bit is set in the mask if the byte is zero after the XOR (or below 0x20); the
+/// lowest set bit is always a true match, since borrows only run towards higher bytes.
+fn find_json_special(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGHS;
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// Writes `text` as a JSON string exactly as serde_json does: `"` and `\\` escaped with a
+/// backslash, `\b \t \n \f \r` in short form, other control characters as `\u00xx`
+/// (lowercase), everything else as is.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.push(b'"');
+    let mut at = 0;
+    loop {
+        let special = find_json_special(bytes, at);
+        out.extend_from_slice(&bytes[at..special]);
+        let Some(&byte) = bytes.get(special) else {
+            break;
+        };
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+        }
+        at = special + 1;
+    }
+    out.push(b'"');
+}
 
 fn serialize_i64_as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
@@ -560,7 +675,11 @@ struct Base64<'a>(&'a [u8]);
 
 impl Serialize for Base64<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+        // Straight into the output, without an intermediate String.
+        serializer.collect_str(&base64::display::Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
     }
 }
 
@@ -1075,12 +1194,283 @@ pub struct IngressDatagram {
     pub seq: u64,
     /// The envelopes.
     pub batch: Vec<Envelope>,
+    /// Set on a datagram that carries one emitter drop notice: how many of the notice's
+    /// source's envelopes the emitter dropped since its last notice (so the receiver can count
+    /// them per source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
 }
 
 impl IngressDatagram {
     /// Parses a datagram.
     pub fn decode(bytes: &[u8]) -> Result<IngressDatagram, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The receiver's fast path: splits a datagram written in exactly the form [`LogEmitter`]
+    /// writes (compact JSON, envelopes as [`Envelope`]'s `Serialize` writes them) into its
+    /// envelopes' JSON without decoding or allocating per envelope. `None` when anything is not
+    /// in that canonical form (another field order, whitespace, an escape serde_json would not
+    /// write, unsorted tags, `deprecated_tags`, a non-log message, …); the caller then uses
+    /// [`IngressDatagram::decode`].
+    ///
+    /// The promise: for every envelope returned, `json` is byte for byte what
+    /// `serde_json::to_string(&serde_json::from_str::<Envelope>(json)?)` gives, so it can be
+    /// stored and served as is.
+    pub fn scan(bytes: &[u8]) -> Option<ScannedDatagram<'_>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut scanner = Scanner { text, at: 0 };
+        scanner.literal("{\"emitter\":")?;
+        let emitter = scanner.plain_string()?;
+        scanner.literal(",\"seq\":")?;
+        let seq = scanner.unsigned()?;
+        scanner.literal(",\"batch\":[")?;
+        let mut envelopes = Vec::with_capacity(1);
+        if !scanner.eat(b']') {
+            loop {
+                envelopes.push(scanner.log_envelope()?);
+                if scanner.eat(b']') {
+                    break;
+                }
+                scanner.literal(",")?;
+            }
+        }
+        scanner.literal("}")?;
+        (scanner.at == text.len()).then_some(ScannedDatagram {
+            emitter,
+            seq,
+            envelopes,
+        })
+    }
+}
+
+/// A datagram split by [`IngressDatagram::scan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannedDatagram<'a> {
+    /// The emitter's id.
+    pub emitter: &'a str,
+    /// The datagram's sequence number.
+    pub seq: u64,
+    /// The envelopes, in order.
+    pub envelopes: Vec<RawEnvelope<'a>>,
+}
+
+/// One log envelope of a [`ScannedDatagram`]: its canonical JSON and the fields the store needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEnvelope<'a> {
+    /// The envelope's JSON, exactly as [`Envelope`]'s `Serialize` writes it.
+    pub json: &'a str,
+    /// `timestamp`.
+    pub timestamp: i64,
+    /// `source_id` (never holds an escape, so this is its value).
+    pub source_id: &'a str,
+    /// What the envelope carries (always a log in this version).
+    pub kind: EnvelopeKind,
+}
+
+impl RawEnvelope<'_> {
+    /// The envelope itself (for the rarer consumers that need more than its JSON).
+    pub fn decode(&self) -> Result<Envelope, serde_json::Error> {
+        serde_json::from_str(self.json)
+    }
+}
+
+const INVALID: u8 = 0xff;
+
+/// The value of each standard base64 character, `INVALID` for other bytes.
+const BASE64_VALUES: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut index = 0;
+    while index < alphabet.len() {
+        table[alphabet[index] as usize] = index as u8;
+        index += 1;
+    }
+    table
+};
+
+/// A cursor over datagram text that accepts only the canonical form.
+struct Scanner<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn literal(&mut self, literal: &str) -> Option<()> {
+        let end = self.at + literal.len();
+        (self.bytes().get(self.at..end)? == literal.as_bytes()).then(|| self.at = end)
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.bytes().get(self.at) == Some(&byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    /// A string as serde_json writes it: only `"`, `\\` and control characters escaped, with
+    /// the short forms where JSON has them and lowercase `\u00xx` otherwise. Returns the
+    /// contents (still escaped) and whether they hold an escape.
+    fn string(&mut self) -> Option<(&'a str, bool)> {
+        let bytes = self.bytes();
+        if bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            at = find_json_special(bytes, at);
+            match *bytes.get(at)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    match *bytes.get(at + 1)? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
+                        b'u' => {
+                            let hex = bytes.get(at + 2..at + 6)?;
+                            let value = match hex {
+                                [b'0', b'0', high @ (b'0' | b'1'), low] => {
+                                    let low = match low {
+                                        b'0'..=b'9' => low - b'0',
+                                        b'a'..=b'f' => low - b'a' + 10,
+                                        _ => return None,
+                                    };
+                                    (high - b'0') * 16 + low
+                                }
+                                _ => return None,
+                            };
+                            // These have short forms, which serde_json uses.
+                            if matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            at += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        self.at = at + 1;
+        // `start` and `at` sit next to ASCII quotes, so they are character boundaries.
+        Some((&self.text[start..at], escaped))
+    }
+
+    /// A string without escapes (ids, tag names): its value.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        match self.string()? {
+            (value, false) => Some(value),
+            (_, true) => None,
+        }
+    }
+
+    /// Decimal digits of a `u64`, no sign, no leading zero.
+    fn unsigned(&mut self) -> Option<u64> {
+        let bytes = self.bytes();
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(digit @ b'0'..=b'9') = bytes.get(self.at).copied() {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        (digits == 1 || (digits > 1 && bytes[start] != b'0')).then_some(value)
+    }
+
+    /// An `i64` as `Display` writes it, in quotes.
+    fn quoted_signed(&mut self) -> Option<i64> {
+        self.literal("\"")?;
+        let negative = self.eat(b'-');
+        let magnitude = self.unsigned()?;
+        self.literal("\"")?;
+        if negative {
+            if magnitude == 0 {
+                return None;
+            }
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
+    }
+
+    /// Standard padded base64 whose unused bits are zero (what `STANDARD.encode` writes).
+    fn base64(&mut self) -> Option<()> {
+        let (text, _) = self.string()?;
+        let bytes = text.as_bytes();
+        if bytes.len() % 4 != 0 {
+            return None;
+        }
+        let padding = bytes.iter().rev().take_while(|&&byte| byte == b'=').count();
+        if padding > 2 {
+            return None;
+        }
+        let data = &bytes[..bytes.len() - padding];
+        if data
+            .iter()
+            .any(|&byte| BASE64_VALUES[usize::from(byte)] == INVALID)
+        {
+            return None;
+        }
+        let last = data
+            .last()
+            .map_or(0, |&byte| BASE64_VALUES[usize::from(byte)]);
+        let unused_bits_mask = match padding {
+            0 => 0,
+            1 => 0b11,
+            _ => 0b1111,
+        };
+        (last & unused_bits_mask == 0).then_some(())
+    }
+
+    /// One log envelope in canonical form.
+    fn log_envelope(&mut self) -> Option<RawEnvelope<'a>> {
+        let start = self.at;
+        self.literal("{\"timestamp\":")?;
+        let timestamp = self.quoted_signed()?;
+        self.literal(",\"source_id\":")?;
+        let source_id = self.plain_string()?;
+        self.literal(",\"instance_id\":")?;
+        self.string()?;
+        self.literal(",\"deprecated_tags\":{},\"tags\":{")?;
+        if !self.eat(b'}') {
+            let mut previous: Option<&str> = None;
+            loop {
+                // Keys without escapes compare as their values do, so the BTreeMap order
+                // (byte order, no duplicates) can be checked on the text.
+                let key = self.plain_string()?;
+                if previous.is_some_and(|previous| previous >= key) {
+                    return None;
+                }
+                previous = Some(key);
+                self.literal(":")?;
+                self.string()?;
+                if self.eat(b'}') {
+                    break;
+                }
+                self.literal(",")?;
+            }
+        }
+        self.literal(",\"log\":{\"payload\":")?;
+        self.base64()?;
+        self.literal(",\"type\":")?;
+        if self.literal("\"OUT\"").is_none() {
+            self.literal("\"ERR\"")?;
+        }
+        self.literal("}}")?;
+        Some(RawEnvelope {
+            json: &self.text[start..self.at],
+            timestamp,
+            source_id,
+            kind: EnvelopeKind::Log,
+        })
     }
 }
 
@@ -1103,6 +1493,33 @@ struct EmitterInner {
     sent_envelopes: AtomicU64,
     dropped_envelopes: AtomicU64,
     truncated_envelopes: AtomicU64,
+    /// Drops per source id; only touched when something was dropped or is to be reported.
+    drops: std::sync::Mutex<HashMap<String, SourceDrops>>,
+    /// Some source has drops not yet reported (checked after every successful send).
+    drops_unreported: AtomicBool,
+}
+
+/// What one source lost at the emitter.
+struct SourceDrops {
+    total: u64,
+    unreported: u64,
+    /// `origin` (or `source_type`) of the first dropped envelope, named in the notice.
+    origin: String,
+    last_notice: Option<Instant>,
+}
+
+/// Shortest interval between two drop notices of one source from one emitter.
+const EMITTER_DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+/// Sources whose drops are tracked one by one; beyond that drops are only counted in total.
+const MAX_TRACKED_DROP_SOURCES: usize = 10_000;
+
+/// The `LGR` line an app gets when an emitter dropped some of its lines: the wording of
+/// loggregator's legacy truncating buffer (`reference/log-formats.md` §7), with the emitting
+/// component (`origin`) as the source and the loggregator as the sink.
+pub fn emitter_drop_notice(dropped: u64, total: u64, origin: &str) -> String {
+    format!(
+        "Log message output is too high. {dropped} messages dropped (Total {total} messages dropped) from {origin} to loggregator."
+    )
 }
 
 /// Sends envelopes to the loggregator's ingress address as UDP datagrams, fire and forget.
@@ -1150,6 +1567,8 @@ impl LogEmitter {
                 sent_envelopes: AtomicU64::new(0),
                 dropped_envelopes: AtomicU64::new(0),
                 truncated_envelopes: AtomicU64::new(0),
+                drops: std::sync::Mutex::new(HashMap::new()),
+                drops_unreported: AtomicBool::new(false),
             })),
         })
     }
@@ -1180,12 +1599,13 @@ impl LogEmitter {
                 return false;
             };
             scratch.clear();
-            if serde_json::to_writer(&mut *scratch, envelope).is_err()
-                || scratch.len() > MAX_DATAGRAM_BYTES - 64
-            {
+            envelope.write_json(&mut scratch);
+            if scratch.len() > MAX_DATAGRAM_BYTES - 64 {
                 return false;
             }
-            inner.send(std::iter::once(scratch.as_slice()), 1);
+            if !inner.send(std::iter::once(scratch.as_slice()), 1) {
+                inner.record_drops(std::iter::once(envelope));
+            }
             true
         });
         if !sent {
@@ -1200,26 +1620,54 @@ impl LogEmitter {
             return;
         };
         let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut pending_envelopes: Vec<&Envelope> = Vec::new();
         let mut pending_bytes = 0;
+        let flush = |pending: &mut Vec<Vec<u8>>, pending_envelopes: &mut Vec<&Envelope>| {
+            if !inner.send(pending.iter().map(Vec::as_slice), pending.len()) {
+                inner.record_drops(pending_envelopes.iter().copied());
+            }
+            pending.clear();
+            pending_envelopes.clear();
+        };
         for envelope in envelopes {
             let Some(encoded) = inner.encode_fitting(envelope) else {
                 inner.dropped_envelopes.fetch_add(1, Ordering::Relaxed);
+                inner.record_drops(std::iter::once(envelope));
                 continue;
             };
             // Datagram overhead: `{"emitter":"<16>","seq":<20>,"batch":[` + `]}` + commas.
             if !pending.is_empty()
                 && pending_bytes + encoded.len() + pending.len() + 64 > MAX_DATAGRAM_BYTES
             {
-                inner.send(pending.iter().map(Vec::as_slice), pending.len());
-                pending.clear();
+                flush(&mut pending, &mut pending_envelopes);
                 pending_bytes = 0;
             }
             pending_bytes += encoded.len();
             pending.push(encoded);
+            pending_envelopes.push(envelope);
         }
         if !pending.is_empty() {
-            inner.send(pending.iter().map(Vec::as_slice), pending.len());
+            flush(&mut pending, &mut pending_envelopes);
         }
+    }
+
+    /// Envelopes dropped so far per source id (socket buffer full, send error, too large),
+    /// sorted by source id. Each source also gets an `LGR` line
+    /// ([`emitter_drop_notice`]) once sending works again.
+    pub fn dropped_by_source(&self) -> Vec<(String, u64)> {
+        let Some(inner) = &self.inner else {
+            return Vec::new();
+        };
+        let drops = inner
+            .drops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out: Vec<(String, u64)> = drops
+            .iter()
+            .map(|(source_id, drops)| (source_id.clone(), drops.total))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Envelopes handed to the kernel so far.
@@ -1251,7 +1699,8 @@ impl EmitterInner {
     /// payload does not fit.
     fn encode_fitting(&self, envelope: &Envelope) -> Option<Vec<u8>> {
         let budget = MAX_DATAGRAM_BYTES - 64;
-        let encoded = serde_json::to_vec(envelope).ok()?;
+        let mut encoded = Vec::with_capacity(1024);
+        envelope.write_json(&mut encoded);
         if encoded.len() <= budget {
             return Some(encoded);
         }
@@ -1270,7 +1719,8 @@ impl EmitterInner {
             payload: log.payload[..keep].to_vec(),
             log_type: log.log_type,
         }));
-        let encoded = serde_json::to_vec(&truncated).ok()?;
+        let mut encoded = Vec::with_capacity(budget);
+        truncated.write_json(&mut encoded);
         if encoded.len() > budget {
             return None;
         }
@@ -1278,9 +1728,106 @@ impl EmitterInner {
         Some(encoded)
     }
 
+    /// Counts dropped envelopes per source and marks them for a notice. Only runs when
+    /// something was dropped.
+    fn record_drops<'a>(&self, envelopes: impl Iterator<Item = &'a Envelope>) {
+        let mut drops = self
+            .drops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for envelope in envelopes {
+            if envelope.source_id.is_empty() {
+                continue;
+            }
+            if let Some(source) = drops.get_mut(&envelope.source_id) {
+                source.total += 1;
+                source.unreported += 1;
+            } else if drops.len() < MAX_TRACKED_DROP_SOURCES {
+                let origin = envelope
+                    .tags
+                    .get("origin")
+                    .or_else(|| envelope.tags.get("source_type"))
+                    .map_or("emitter", String::as_str);
+                drops.insert(
+                    envelope.source_id.clone(),
+                    SourceDrops {
+                        total: 1,
+                        unreported: 1,
+                        origin: origin.to_owned(),
+                        last_notice: None,
+                    },
+                );
+            }
+        }
+        self.drops_unreported.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends the due drop notices (sending works again, or we would not be here). Never waits
+    /// for the lock: if another thread holds it, that thread or a later send reports.
+    fn report_drops(&self) {
+        let notices: Vec<(String, u64, Envelope)> = {
+            let Ok(mut drops) = self.drops.try_lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let mut waiting = false;
+            let mut notices = Vec::new();
+            for (source_id, source) in drops.iter_mut() {
+                if source.unreported == 0 {
+                    continue;
+                }
+                if source
+                    .last_notice
+                    .is_some_and(|last| now.duration_since(last) < EMITTER_DROP_NOTICE_INTERVAL)
+                {
+                    waiting = true;
+                    continue;
+                }
+                let text = emitter_drop_notice(source.unreported, source.total, &source.origin);
+                notices.push((
+                    source_id.clone(),
+                    source.unreported,
+                    Envelope::loggregator_log(source_id.clone(), text),
+                ));
+                source.unreported = 0;
+                source.last_notice = Some(now);
+            }
+            self.drops_unreported.store(waiting, Ordering::Relaxed);
+            notices
+        };
+        let mut encoded = Vec::with_capacity(512);
+        for (source_id, dropped, notice) in notices {
+            encoded.clear();
+            notice.write_json(&mut encoded);
+            if !self.send_datagram(std::iter::once(encoded.as_slice()), 1, Some(dropped)) {
+                // Still failing: report these (and the notice's own loss is not a drop of
+                // the app's lines) next time.
+                let mut drops = self
+                    .drops
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(source) = drops.get_mut(&source_id) {
+                    source.unreported += dropped;
+                    source.last_notice = None;
+                }
+                self.drops_unreported.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Sends `count` encoded envelopes as one datagram, built in this thread's reusable
-    /// buffer.
-    fn send<'a>(&self, encoded_envelopes: impl Iterator<Item = &'a [u8]>, count: usize) {
+    /// buffer. Returns whether the kernel took it; after a success, reports pending drops.
+    fn send<'a>(&self, encoded_envelopes: impl Iterator<Item = &'a [u8]>, count: usize) -> bool {
+        self.send_datagram(encoded_envelopes, count, None)
+    }
+
+    /// `send`, with the datagram's `dropped` field when it carries a drop notice.
+    fn send_datagram<'a>(
+        &self,
+        encoded_envelopes: impl Iterator<Item = &'a [u8]>,
+        count: usize,
+        dropped: Option<u64>,
+    ) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let result = DATAGRAM.with(|datagram| {
             let mut owned;
@@ -1296,7 +1843,7 @@ impl EmitterInner {
             datagram.extend_from_slice(b"{\"emitter\":\"");
             datagram.extend_from_slice(self.emitter_id.as_bytes());
             datagram.extend_from_slice(b"\",\"seq\":");
-            datagram.extend_from_slice(seq.to_string().as_bytes());
+            let _ = std::io::Write::write_fmt(datagram, format_args!("{seq}"));
             datagram.extend_from_slice(b",\"batch\":[");
             for (i, encoded) in encoded_envelopes.enumerate() {
                 if i > 0 {
@@ -1304,14 +1851,27 @@ impl EmitterInner {
                 }
                 datagram.extend_from_slice(encoded);
             }
-            datagram.extend_from_slice(b"]}");
+            datagram.push(b']');
+            if let Some(dropped) = dropped {
+                let _ = std::io::Write::write_fmt(datagram, format_args!(",\"dropped\":{dropped}"));
+            }
+            datagram.push(b'}');
             self.socket.send(datagram)
         });
         let count = count as u64;
         match result {
-            Ok(_) => self.sent_envelopes.fetch_add(count, Ordering::Relaxed),
-            Err(_) => self.dropped_envelopes.fetch_add(count, Ordering::Relaxed),
-        };
+            Ok(_) => {
+                self.sent_envelopes.fetch_add(count, Ordering::Relaxed);
+                if self.drops_unreported.load(Ordering::Relaxed) {
+                    self.report_drops();
+                }
+                true
+            }
+            Err(_) => {
+                self.dropped_envelopes.fetch_add(count, Ordering::Relaxed);
+                false
+            }
+        }
     }
 }
 
@@ -1629,5 +2189,296 @@ mod tests {
         }
         assert_eq!(received, 10);
         assert!(datagrams >= 2, "{datagrams}");
+    }
+
+    /// A small deterministic generator, so the scan tests need no dependency and repeat.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// Text mixing plain characters with everything JSON escaping treats specially.
+        fn text(&mut self, max: usize, plain_only: bool) -> String {
+            const PLAIN: &[&str] = &["a", "z", "0", "-", "_", "/", "A"];
+            const SPECIAL: &[&str] = &[
+                "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{0}", "\u{1f}", "\u{7f}", "é",
+                "€", "😀", "]", "=",
+            ];
+            let length = self.below(max + 1);
+            (0..length)
+                .map(|_| {
+                    if plain_only || self.below(4) > 0 {
+                        PLAIN[self.below(PLAIN.len())]
+                    } else {
+                        SPECIAL[self.below(SPECIAL.len())]
+                    }
+                })
+                .collect()
+        }
+
+        fn envelope(&mut self) -> Envelope {
+            let mut tags = BTreeMap::new();
+            for _ in 0..self.below(5) {
+                let plain_key = self.below(8) > 0;
+                tags.insert(self.text(6, plain_key), self.text(40, false));
+            }
+            let payload: Vec<u8> = (0..self.below(12)).map(|_| self.next() as u8).collect();
+            let plain_source = self.below(8) > 0;
+            Envelope {
+                timestamp: match self.below(4) {
+                    0 => 0,
+                    1 => -(self.next() as i64 >> 3),
+                    2 => i64::MIN + self.below(2) as i64,
+                    _ => self.next() as i64 >> 1,
+                },
+                source_id: self.text(5, plain_source),
+                instance_id: self.text(20, false),
+                deprecated_tags: BTreeMap::new(),
+                tags,
+                message: Some(Message::Log(Log {
+                    payload,
+                    log_type: if self.below(2) == 0 {
+                        LogType::Out
+                    } else {
+                        LogType::Err
+                    },
+                })),
+            }
+        }
+    }
+
+    fn datagram_of(envelopes: &[Envelope], seq: u64) -> Vec<u8> {
+        let batch: Vec<String> = envelopes
+            .iter()
+            .map(|envelope| serde_json::to_string(envelope).unwrap())
+            .collect();
+        format!(
+            r#"{{"emitter":"0123456789abcdef","seq":{seq},"batch":[{}]}}"#,
+            batch.join(",")
+        )
+        .into_bytes()
+    }
+
+    fn needs_escape(text: &str) -> bool {
+        text.chars().any(|c| c == '"' || c == '\\' || c < ' ')
+    }
+
+    #[test]
+    fn scan_accepts_the_emitters_form_and_returns_each_envelopes_exact_json() {
+        let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut accepted = 0;
+        for round in 0..3000 {
+            let envelopes: Vec<Envelope> =
+                (0..random.below(4)).map(|_| random.envelope()).collect();
+            for envelope in &envelopes {
+                let mut fast = Vec::new();
+                envelope.write_json(&mut fast);
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    serde_json::to_string(envelope).unwrap()
+                );
+            }
+            let bytes = datagram_of(&envelopes, round);
+            let scannable = envelopes.iter().all(|envelope| {
+                !needs_escape(&envelope.source_id)
+                    && envelope.tags.keys().all(|key| !needs_escape(key))
+            });
+            let Some(scanned) = IngressDatagram::scan(&bytes) else {
+                assert!(!scannable, "{}", String::from_utf8_lossy(&bytes));
+                continue;
+            };
+            assert!(scannable, "{}", String::from_utf8_lossy(&bytes));
+            accepted += 1;
+            assert_eq!(scanned.emitter, "0123456789abcdef");
+            assert_eq!(scanned.seq, round);
+            assert_eq!(scanned.envelopes.len(), envelopes.len());
+            for (raw, envelope) in scanned.envelopes.iter().zip(&envelopes) {
+                assert_eq!(raw.json, serde_json::to_string(envelope).unwrap());
+                assert_eq!(raw.timestamp, envelope.timestamp);
+                assert_eq!(raw.source_id, envelope.source_id);
+                assert_eq!(raw.kind, EnvelopeKind::Log);
+                assert_eq!(&raw.decode().unwrap(), envelope);
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+        // What LogEmitter itself writes goes through the fast path.
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let emitter = LogEmitter::new(Some(receiver.local_addr().unwrap())).unwrap();
+        let line = Envelope::app_log(&app(), &process(), 1, LogType::Err, "a \"quoted\" line\n");
+        emitter.emit(&line);
+        emitter.emit_batch(&[line.clone(), line.clone()]);
+        let mut buffer = vec![0; 70_000];
+        for expected in [1, 2] {
+            let n = receiver.recv(&mut buffer).unwrap();
+            let scanned = IngressDatagram::scan(&buffer[..n]).expect("canonical");
+            assert_eq!(scanned.envelopes.len(), expected);
+            assert_eq!(
+                scanned.envelopes[0].json,
+                serde_json::to_string(&line).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn whatever_scan_accepts_is_exactly_what_decoding_and_encoding_gives() {
+        let mut random = Xorshift(0x2545_f491_4f6c_dd1d);
+        const INTERESTING: &[u8] = b"\"\\{}[],:0129-+/=aAzu\n \x7f\xc3\xa9";
+        let mut accepted_mutants = 0;
+        for round in 0..20_000 {
+            let envelopes: Vec<Envelope> = (0..1 + random.below(2))
+                .map(|_| random.envelope())
+                .collect();
+            let mut bytes = datagram_of(&envelopes, round);
+            for _ in 0..1 + random.below(2) {
+                let at = random.below(bytes.len());
+                match random.below(3) {
+                    0 => bytes[at] = INTERESTING[random.below(INTERESTING.len())],
+                    1 => bytes.insert(at, INTERESTING[random.below(INTERESTING.len())]),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let Some(scanned) = IngressDatagram::scan(&bytes) else {
+                continue;
+            };
+            accepted_mutants += 1;
+            let decoded = IngressDatagram::decode(&bytes).expect("serde accepts what scan accepts");
+            assert_eq!(decoded.seq, scanned.seq);
+            assert_eq!(decoded.emitter, scanned.emitter);
+            assert_eq!(decoded.batch.len(), scanned.envelopes.len());
+            for (raw, envelope) in scanned.envelopes.iter().zip(&decoded.batch) {
+                assert_eq!(
+                    raw.json,
+                    serde_json::to_string(envelope).unwrap(),
+                    "{}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                assert_eq!(raw.timestamp, envelope.timestamp);
+                assert_eq!(raw.source_id, envelope.source_id);
+            }
+        }
+        // Mutations inside strings, payloads and numbers often stay canonical.
+        assert!(accepted_mutants > 500, "{accepted_mutants}");
+    }
+
+    #[test]
+    fn scan_refuses_other_forms() {
+        let canonical = datagram_of(&[Envelope::log("a", "0", "API", LogType::Out, "x")], 3);
+        assert!(IngressDatagram::scan(&canonical).is_some());
+        let text = String::from_utf8(canonical).unwrap();
+        for variant in [
+            text.replace(r#""seq":3"#, r#""seq":03"#),
+            text.replace(r#""seq":3"#, r#""seq": 3"#),
+            text.replace(r#""timestamp":""#, r#""timestamp":"0"#),
+            text.replace(r#""type":"OUT""#, r#""type":0"#),
+            text.replace(r#""payload":"eA==""#, r#""payload":"eB==""#),
+            text.replace(r#""payload":"eA==""#, r#""payload":"eA""#),
+            text.replace(
+                r#""deprecated_tags":{}"#,
+                r#""deprecated_tags":{"k":{"text":"v"}}"#,
+            ),
+            text.replace(r#""source_id":"a""#, r#""source_id":"\u0061""#),
+            text.replace(r#""instance_id":"0""#, r#""instance_id":"\/""#),
+            text.replace(r#""instance_id":"0""#, r#""instance_id":"\u000a""#),
+            text.replace(r#""instance_id":"0""#, r#""instance_id":"\u001F""#),
+            text.replace(
+                r#"{"source_type":"API"}"#,
+                r#"{"source_type":"API","origin":"x"}"#,
+            ),
+            text.replace(r#"{"source_type":"API"}"#, r#"{"a":"1","a":"2"}"#),
+            text.clone() + " ",
+        ] {
+            assert_ne!(variant, text);
+            assert!(
+                IngressDatagram::scan(variant.as_bytes()).is_none(),
+                "{variant}"
+            );
+        }
+        let escaped_ok = text.replace(r#""instance_id":"0""#, r#""instance_id":"\u001f\n""#);
+        assert!(IngressDatagram::scan(escaped_ok.as_bytes()).is_some());
+        let gauge = Envelope::gauge("a", "0", "rep", [("cpu", "percentage", 1.0)]);
+        assert!(IngressDatagram::scan(&datagram_of(&[gauge], 0)).is_none());
+        assert!(IngressDatagram::scan(&datagram_of(&[], 0))
+            .unwrap()
+            .envelopes
+            .is_empty());
+    }
+
+    #[test]
+    fn dropped_lines_are_counted_per_source_and_reported_to_the_app() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let emitter = LogEmitter::new(Some(receiver.local_addr().unwrap())).unwrap();
+        // Tags too large for any datagram: these lines cannot be sent and are dropped.
+        let mut oversized = Envelope::app_log(&app(), &process(), 0, LogType::Out, "lost");
+        oversized
+            .tags
+            .insert("huge".into(), "x".repeat(MAX_DATAGRAM_BYTES));
+        emitter.emit(&oversized);
+        emitter.emit_batch(&[oversized.clone(), oversized.clone()]);
+        assert_eq!(emitter.dropped_envelopes(), 3);
+        assert_eq!(
+            emitter.dropped_by_source(),
+            vec![("app-guid".to_owned(), 3)]
+        );
+        assert_eq!(emitter.sent_envelopes(), 0);
+
+        // The next successful send carries the line, then the notice for the app.
+        emitter.emit(&Envelope::app_log(
+            &app(),
+            &process(),
+            0,
+            LogType::Out,
+            "kept",
+        ));
+        let mut buffer = vec![0; 70_000];
+        let n = receiver.recv(&mut buffer).unwrap();
+        let kept = IngressDatagram::decode(&buffer[..n]).unwrap();
+        assert_eq!(kept.batch[0].as_log().unwrap().payload, b"kept");
+        let n = receiver.recv(&mut buffer).unwrap();
+        let notice = IngressDatagram::decode(&buffer[..n]).unwrap();
+        assert_eq!(notice.seq, kept.seq + 1);
+        assert_eq!(notice.dropped, Some(3));
+        assert_eq!(kept.dropped, None);
+        let notice = &notice.batch[0];
+        assert_eq!(notice.source_id, "app-guid");
+        assert_eq!(notice.instance_id, "0");
+        assert_eq!(notice.source_type(), Some("LGR"));
+        assert_eq!(notice.as_log().unwrap().log_type, LogType::Err);
+        assert_eq!(
+            std::str::from_utf8(&notice.as_log().unwrap().payload).unwrap(),
+            "Log message output is too high. 3 messages dropped (Total 3 messages dropped) from rep to loggregator."
+        );
+        // Reported once: the next line comes alone.
+        emitter.emit(&Envelope::app_log(
+            &app(),
+            &process(),
+            0,
+            LogType::Out,
+            "again",
+        ));
+        let n = receiver.recv(&mut buffer).unwrap();
+        let again = IngressDatagram::decode(&buffer[..n]).unwrap();
+        assert_eq!(again.batch[0].as_log().unwrap().payload, b"again");
+        assert_eq!(emitter.sent_envelopes(), 3);
+        assert_eq!(
+            emitter.dropped_by_source(),
+            vec![("app-guid".to_owned(), 3)]
+        );
     }
 }

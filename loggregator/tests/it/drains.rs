@@ -15,6 +15,17 @@ use crate::support::*;
 
 /// A fake CC serving one app's drain at `port` (changeable), paged like CC's controller.
 async fn fake_cc(app_guid: &'static str, scheme: &'static str, port: Arc<AtomicU16>) -> FakeServer {
+    fake_cc_with(app_guid, move || {
+        format!("{scheme}://127.0.0.1:{}", port.load(Ordering::Relaxed))
+    })
+    .await
+}
+
+/// A fake CC serving one app's drain at the URL `drain_url` gives.
+async fn fake_cc_with(
+    app_guid: &'static str,
+    drain_url: impl Fn() -> String + Send + Sync + 'static,
+) -> FakeServer {
     FakeServer::start(move |request| {
         // Basic internal_user:secret
         if request.authorization.as_deref() != Some("Basic aW50ZXJuYWxfdXNlcjpzZWNyZXQ=") {
@@ -23,7 +34,7 @@ async fn fake_cc(app_guid: &'static str, scheme: &'static str, port: Arc<AtomicU
         if request.path_and_query == "/internal/v4/syslog_drain_urls?batch_size=1000&next_id=0" {
             let body = serde_json::json!({
                 "results": {app_guid: {
-                    "drains": [format!("{scheme}://127.0.0.1:{}", port.load(Ordering::Relaxed))],
+                    "drains": [drain_url()],
                     "hostname": "acme.dev.shop",
                     "credentials": [],
                 }},
@@ -310,4 +321,292 @@ async fn a_missing_drain_ca_file_is_a_configuration_error() {
         error.to_string().contains("syslog_drain_ca_file"),
         "{error}"
     );
+}
+
+/// The `LGR` "messages lost" lines of an app's stream, as (count, text).
+async fn loss_notices(server: &loggregator::LoggregatorServer, app: &str) -> Vec<(u64, String)> {
+    read(server, app, "start_time=0&limit=1000&descending=true")
+        .await
+        .into_iter()
+        .filter(|envelope| envelope["tags"]["source_type"] == "LGR")
+        .filter_map(|envelope| {
+            use base64::Engine;
+            let text = String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(envelope["log"]["payload"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            let (count, _) = text.split_once(" messages lost ")?;
+            Some((count.parse().unwrap(), text))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_envelope_a_drain_drops_is_counted_and_reported_without_credentials() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let cc = fake_cc_with("lossy-app", move || {
+        format!("syslog://user:secret@127.0.0.1:{port}/?drain-data=logs&token=abc")
+    })
+    .await;
+    let server = start(drain_config(&cc, 10)).await;
+    eventually(Duration::from_secs(10), || async {
+        server
+            .metrics_text()
+            .contains("loggregator_drains 1\n")
+            .then_some(())
+    })
+    .await;
+    let emitter = emitter(&server);
+    let base = seconds_ago(5);
+    for chunk in 0..10 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| log_at("lossy-app", base + chunk * 100 + i, "to a dead drain"))
+            .collect();
+        emitter.emit_batch(&batch);
+    }
+    wait_for_count(&server, "lossy-app", 1000).await;
+    // The queue holds the newest 10 while the writer waits to reconnect: the other 990 are
+    // lost, each counted once, in the metric and in the app's LGR lines.
+    let display_url = format!("syslog://127.0.0.1:{port}/");
+    let notices = eventually(Duration::from_secs(30), || async {
+        let notices = loss_notices(&server, "lossy-app").await;
+        (notices.iter().map(|(count, _)| count).sum::<u64>() == 990).then_some(notices)
+    })
+    .await;
+    for (count, text) in &notices {
+        assert_eq!(
+            text,
+            &format!("{count} messages lost for application lossy-app in user provided syslog drain with url {display_url}")
+        );
+    }
+    let metrics = server.metrics_text();
+    assert!(
+        metrics.contains(&format!(
+            "loggregator_drain_dropped_envelopes_total{{app_id=\"lossy-app\",drain_url=\"{display_url}\"}} 990\n"
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("secret"), "{metrics}");
+    server.stop().await;
+}
+
+/// A POST an HTTP drain received.
+#[derive(Debug, Clone, PartialEq)]
+struct Posted {
+    method: String,
+    path_and_query: String,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// An HTTP(S) drain endpoint answering with `statuses` in turn (then 200), recording requests.
+async fn http_drain(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    statuses: Vec<u16>,
+) -> (
+    u16,
+    Arc<std::sync::Mutex<Vec<Posted>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let posted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let statuses = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+        statuses,
+    )));
+    let recorded = posted.clone();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tls = tls.clone();
+            let recorded = recorded.clone();
+            let statuses = statuses.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let recorded = recorded.clone();
+                        let statuses = statuses.clone();
+                        async move {
+                            let header = |name: &str| {
+                                request
+                                    .headers()
+                                    .get(name)
+                                    .and_then(|value| value.to_str().ok())
+                                    .map(str::to_owned)
+                            };
+                            let mut entry = Posted {
+                                method: request.method().to_string(),
+                                path_and_query: request.uri().to_string(),
+                                content_type: header("content-type"),
+                                authorization: header("authorization"),
+                                body: String::new(),
+                            };
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            entry.body = String::from_utf8(body.to_vec()).unwrap();
+                            recorded.lock().unwrap().push(entry);
+                            let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
+                            let mut response = hyper::Response::new(http_body_util::Full::new(
+                                hyper::body::Bytes::new(),
+                            ));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let builder = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    Some(acceptor) => {
+                        let stream = acceptor.accept(stream).await.expect("TLS handshake");
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (port, posted, task)
+}
+
+fn test_tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{fixtures}/drain.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{fixtures}/drain.key")).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(server_config))
+}
+
+/// Starts a loggregator whose one drain (for `app`) is `url`, and waits until it is served.
+async fn start_with_drain(
+    app: &'static str,
+    url: String,
+) -> (loggregator::LoggregatorServer, FakeServer) {
+    let cc = fake_cc_with(app, move || url.clone()).await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let server = start(LoggregatorConfig {
+        syslog_drain_ca_file: Some(format!("{fixtures}/ca.pem")),
+        ..drain_config(&cc, 100)
+    })
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        server
+            .metrics_text()
+            .contains("loggregator_drains 1\n")
+            .then_some(())
+    })
+    .await;
+    (server, cc)
+}
+
+#[tokio::test]
+async fn https_drains_get_one_post_per_message_and_retry_refusals() {
+    let (port, posted, task) = http_drain(Some(test_tls_acceptor()), vec![503]).await;
+    let (server, _cc) = start_with_drain(
+        "https-app",
+        format!("https://127.0.0.1:{port}/logs/in?drain-data=logs"),
+    )
+    .await;
+    let emitter = emitter(&server);
+    for (second, text) in [(0, "first"), (1, "second")] {
+        let mut envelope = log_at("https-app", 1_767_268_800_000_000_000 + second, text);
+        envelope.tags.clear();
+        envelope
+            .tags
+            .insert("source_type".into(), "APP/PROC/WEB".into());
+        // One at a time, so that they arrive in this order.
+        emitter.emit(&envelope);
+        wait_for_count(&server, "https-app", second as usize + 1).await;
+    }
+    let posted = eventually(Duration::from_secs(20), || async {
+        let posted = posted.lock().unwrap().clone();
+        (posted.len() >= 3).then_some(posted)
+    })
+    .await;
+    let expected = |text: &str| {
+        Posted {
+        method: "POST".into(),
+        path_and_query: "/logs/in?drain-data=logs".into(),
+        content_type: Some("text/plain".into()),
+        authorization: None,
+        body: format!(
+            "<14>1 2026-01-01T12:00:00+00:00 acme.dev.shop https-app [APP/PROC/WEB/0] - [tags@47450 source_type=\"APP/PROC/WEB\"] {text}\n"
+        ),
+    }
+    };
+    // The 503 is retried with the same message; then the next one follows.
+    assert_eq!(
+        posted,
+        vec![expected("first"), expected("first"), expected("second")]
+    );
+    let metrics = server.metrics_text();
+    let display_url = format!("https://127.0.0.1:{port}/logs/in");
+    assert!(
+        metrics.contains(&format!(
+            "loggregator_drain_sent_envelopes_total{{app_id=\"https-app\",drain_url=\"{display_url}\"}} 2\n"
+        )),
+        "{metrics}"
+    );
+    server.stop().await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn http_drains_post_the_same_way_with_the_urls_credentials() {
+    let (port, posted, task) = http_drain(None, vec![]).await;
+    let (server, _cc) = start_with_drain(
+        "http-app",
+        format!("http://drain%40user:p%3Ass@127.0.0.1:{port}/"),
+    )
+    .await;
+    let mut envelope = log_at("http-app", 1_767_268_800_000_000_000, "plain http");
+    envelope.tags.clear();
+    envelope.tags.insert("source_type".into(), "STG".into());
+    emitter(&server).emit(&envelope);
+    let posted = eventually(Duration::from_secs(20), || async {
+        posted.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(
+        posted,
+        Posted {
+            method: "POST".into(),
+            path_and_query: "/".into(),
+            content_type: Some("text/plain".into()),
+            // base64("drain@user:p:ss")
+            authorization: Some("Basic ZHJhaW5AdXNlcjpwOnNz".into()),
+            body: "<14>1 2026-01-01T12:00:00+00:00 acme.dev.shop http-app [STG/0] - [tags@47450 source_type=\"STG\"] plain http\n".into(),
+        }
+    );
+    server.stop().await;
+    task.abort();
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod config;
 mod drains;
+mod emitter_drops;
 mod eviction;
 mod read_api;
 mod support;

@@ -269,3 +269,37 @@ async fn invalid_datagrams_and_sequence_gaps_are_counted() {
     // 300 missing, the newest 255 of them still inside the reorder window.
     server.stop().await;
 }
+
+#[tokio::test]
+async fn datagrams_from_other_emitters_are_served_in_the_same_canonical_json() {
+    let server = start(open_config()).await;
+    // A protojson variant no Kiln emitter writes (camelCase names, numbers, unsorted tags, a
+    // type as a number, unpadded base64): it takes the decoding path, and comes out exactly as
+    // the emitters' own form does.
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(
+            br#"{"emitter":"other","seq":0,"batch":[{"timestamp":1700000000000000001,"sourceId":"variant-app","instanceId":"2","tags":{"source_type":"APP/PROC/WEB","origin":"rep"},"log":{"payload":"aGk","type":1}}]}"#,
+            server.ingress_addr(),
+        )
+        .unwrap();
+    let batch = wait_for_count(&server, "variant-app", 1).await;
+    assert_eq!(
+        serde_json::to_string(&batch[0]).unwrap(),
+        concat!(
+            r#"{"deprecated_tags":{},"instance_id":"2","log":{"payload":"aGk=","type":"ERR"},"#,
+            r#""source_id":"variant-app","tags":{"origin":"rep","source_type":"APP/PROC/WEB"},"#,
+            r#""timestamp":"1700000000000000001"}"#
+        )
+    );
+    let (_, body) = get(&url(&server, "/api/v1/read/variant-app?start_time=0"), None).await;
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"envelopes":{"batch":[{"timestamp":"1700000000000000001","source_id":"variant-app","#,
+            r#""instance_id":"2","deprecated_tags":{},"tags":{"origin":"rep","source_type":"APP/PROC/WEB"},"#,
+            r#""log":{"payload":"aGk=","type":"ERR"}}]}}"#
+        )
+    );
+    server.stop().await;
+}
