@@ -545,14 +545,14 @@ async fn create_instance(
             if let Some(orphan) = creation.orphan {
                 state.services.mitigate_orphan(orphan, None);
             }
-            // v3 answers with the job; the broker's first answer is not awaited.
-            drop(state.services.provision(
+            let first = state.services.provision(
                 creation.job_guid.clone(),
                 creation.instance.id,
                 parameters,
                 true,
                 Some(user_guid),
-            ));
+            );
+            await_first_answer(&state, first).await;
             Ok(crate::v3::accepted_job(
                 &state.external_url,
                 &creation.job_guid,
@@ -646,15 +646,15 @@ async fn update_instance(
         .await?;
     match outcome {
         (Some((job_guid, instance_id, plan_id, parameters)), _) => {
-            // v3 answers with the job; the broker's first answer is not awaited.
-            drop(state.services.update(
+            let first = state.services.update(
                 job_guid.clone(),
                 instance_id,
                 plan_id,
                 parameters,
                 true,
                 Some(user_guid),
-            ));
+            );
+            await_first_answer(&state, first).await;
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         (None, body) => Ok(HttpResponse::Ok().json(body)),
@@ -695,12 +695,11 @@ async fn delete_instance(
         .await?;
     match job {
         Some((job_guid, instance_id)) => {
-            // v3 answers with the job; the broker's first answer is not awaited.
-            drop(
+            let first =
                 state
                     .services
-                    .deprovision(job_guid.clone(), instance_id, true, Some(user_guid)),
-            );
+                    .deprovision(job_guid.clone(), instance_id, true, Some(user_guid));
+            await_first_answer(&state, first).await;
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         None => Ok(HttpResponse::NoContent().finish()),
@@ -1183,14 +1182,14 @@ async fn create_binding(
         .await?;
     match creation.start {
         BindingStart::Started { job_guid, binding } => {
-            // v3 answers with the job; the broker's first answer is not awaited.
-            drop(state.services.bind(
+            let first = state.services.bind(
                 job_guid.clone(),
                 binding.id,
                 parameters,
                 true,
                 Some(user_guid),
-            ));
+            );
+            await_first_answer(&state, first).await;
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         BindingStart::Done(binding) => Ok(HttpResponse::Created().json(present_binding(
@@ -1220,12 +1219,10 @@ async fn delete_binding(
         .await?;
     match job {
         Some((job_guid, binding_id)) => {
-            // v3 answers with the job; the broker's first answer is not awaited.
-            drop(
-                state
-                    .services
-                    .unbind(job_guid.clone(), binding_id, true, Some(user_guid)),
-            );
+            let first = state
+                .services
+                .unbind(job_guid.clone(), binding_id, true, Some(user_guid));
+            await_first_answer(&state, first).await;
             Ok(crate::v3::accepted_job(&state.external_url, &job_guid))
         }
         None => Ok(HttpResponse::NoContent().finish()),
@@ -1258,4 +1255,12 @@ async fn route_bindings(
         "/v3/service_route_bindings",
     );
     Ok(HttpResponse::Ok().json(list_body(pagination, Vec::new(), None)))
+}
+
+/// Waits up to `sync_wait_secs` for the broker's first answer before the job is handed to the
+/// client. The runner records the outcome before answering, so the CLI's immediate first poll of
+/// the job finds it COMPLETE or FAILED (a broker that answered at once) or POLLING (an async
+/// operation) instead of PROCESSING, which would cost the user a 3-second poll interval.
+async fn await_first_answer(state: &AppState, first: crate::service_jobs::FirstAnswerReceiver) {
+    let _ = tokio::time::timeout(state.sync_wait, first).await;
 }
