@@ -437,17 +437,19 @@ impl Stager {
                                         .actual
                                         .crash_count_of(&exited.droplet, exited.index)
                                         + 1;
+                                    // Named from the database; the GUID alone if the app
+                                    // is gone or the lookup fails.
                                     let guid = exited.droplet.clone();
                                     let app = db
-                                        .run(move |conn| match store::apps::find(conn, &guid)? {
-                                            Some(app) => crate::app_logs::identity(conn, &app),
-                                            None => Ok(protocol::logs::AppIdentity {
-                                                app_id: guid,
-                                                ..Default::default()
-                                            }),
+                                        .run(move |conn| {
+                                            store::apps::find(conn, &guid)?
+                                                .map(|app| crate::app_logs::identity(conn, &app))
+                                                .transpose()
                                         })
                                         .await
-                                        .unwrap_or_else(|_| protocol::logs::AppIdentity {
+                                        .ok()
+                                        .flatten()
+                                        .unwrap_or_else(|| protocol::logs::AppIdentity {
                                             app_id: exited.droplet.clone(),
                                             ..Default::default()
                                         });
