@@ -40,14 +40,23 @@ fn vcap_services(platform: &Platform, app: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"))
 }
 
-#[test]
-fn a_broker_s_services_are_provisioned_bound_and_deleted() {
-    let Some(cf) = cf_binary() else { return };
+/// The cf CLI and the shared platform when it is a local `kiln up` (brokers started by the
+/// scenarios listen on this machine's loopback); `None` (skip) otherwise.
+fn cf_and_local_platform() -> Option<(std::path::PathBuf, &'static Platform)> {
+    let cf = cf_binary()?;
     let platform = shared_platform();
     if !platform.is_local() {
         eprintln!("skipping: the broker runs beside a local kiln up only");
-        return;
+        return None;
     }
+    Some((cf, platform))
+}
+
+#[test]
+fn a_broker_s_services_are_provisioned_bound_and_deleted() {
+    let Some((cf, platform)) = cf_and_local_platform() else {
+        return;
+    };
     let broker = Broker::start("memdb", &["--async-delay-ms", "1500"]).expect("the broker starts");
     let (admin, org) = targeted_admin(&cf, platform, "svc");
     let broker_name = unique_name("memdb");
@@ -399,12 +408,9 @@ fn the_postgres_broker_gives_an_app_a_real_database() {
 
 #[test]
 fn broker_errors_reach_the_user_and_space_scoped_brokers_stay_in_their_space() {
-    let Some(cf) = cf_binary() else { return };
-    let platform = shared_platform();
-    if !platform.is_local() {
-        eprintln!("skipping: the broker runs beside a local kiln up only");
+    let Some((cf, platform)) = cf_and_local_platform() else {
         return;
-    }
+    };
     let broker = Broker::start("memdb", &["--async-delay-ms", "500"]).expect("the broker starts");
     let (admin, org) = targeted_admin(&cf, platform, "svcerr");
 
@@ -817,12 +823,9 @@ fn a_python_broker_s_service_is_provisioned_bound_and_deleted() {
 
 #[test]
 fn a_broker_that_times_out_fails_the_create_and_is_cleaned_up() {
-    let Some(cf) = cf_binary() else { return };
-    let platform = shared_platform();
-    if !platform.is_local() {
-        eprintln!("skipping: the broker runs beside a local kiln up only");
+    let Some((cf, platform)) = cf_and_local_platform() else {
         return;
-    }
+    };
     let Some(timeout) = platform.options.broker_client_timeout_seconds else {
         eprintln!("skipping: the platform's broker timeout is unknown");
         return;
@@ -926,12 +929,9 @@ fn a_broker_that_times_out_fails_the_create_and_is_cleaned_up() {
 /// URL and renamed; an instance renamed and retagged; a broker with instances cannot be deleted.
 #[test]
 fn plan_visibility_broker_updates_and_instance_renames() {
-    let Some(cf) = cf_binary() else { return };
-    let platform = shared_platform();
-    if !platform.is_local() {
-        eprintln!("skipping: the broker runs beside a local kiln up only");
+    let Some((cf, platform)) = cf_and_local_platform() else {
         return;
-    }
+    };
     let broker = Broker::start("memdb", &[]).expect("the broker starts");
     let (admin, org) = targeted_admin(&cf, platform, "vis");
     let name = unique_name("vis");
