@@ -41,6 +41,20 @@ enum Command {
     Broker(brokers::BrokerArgs),
     /// Print benchmark figures (medians and percentiles) for a running or self-started platform.
     Bench(bench::BenchArgs),
+    /// Give UAA a new token signing key (running servers switch within seconds; tokens signed
+    /// with older keys keep verifying until they expire).
+    RotateSigningKey(RotateSigningKeyArgs),
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RotateSigningKeyArgs {
+    /// The data directory of a `kiln up` platform (its UAA database is `uaa.db` there).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The YAML configuration of a UAA run with `kiln uaa` (its `database_url` is used).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +118,7 @@ fn main() -> ExitCode {
             Command::Dea(args) => run_dea(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Broker(args) => brokers::run(args).await.map_err(KilnError::from),
+            Command::RotateSigningKey(args) => rotate_signing_key(args).await,
         }
     });
     // Components stop their own tasks; never wait long for a stray blocking task at exit.
@@ -167,6 +182,34 @@ async fn run_uaa(args: ComponentArgs) -> Result<(), KilnError> {
     println!("UAA listening on http://{}", server.local_addr());
     up::wait_for_shutdown_signal().await;
     server.stop().await;
+    Ok(())
+}
+
+async fn rotate_signing_key(args: RotateSigningKeyArgs) -> Result<(), KilnError> {
+    let database_url = match (args.data_dir, args.config) {
+        (Some(data_dir), _) => {
+            let database = data_dir.join("uaa.db");
+            if !database.is_file() {
+                return Err(KilnError::Config(format!(
+                    "{} holds no UAA database (uaa.db): is it the data directory of `kiln up`?",
+                    data_dir.display()
+                )));
+            }
+            up::sqlite_url(&database)
+        }
+        (None, Some(config)) => read_config::<uaa::UaaConfig>(&config)?.database_url,
+        (None, None) => {
+            return Err(KilnError::Config(
+                "give --data-dir (kiln up) or --config (kiln uaa)".to_string(),
+            ))
+        }
+    };
+    let kid = tokio::task::spawn_blocking(move || uaa::rotate_signing_key(&database_url))
+        .await
+        .map_err(|error| KilnError::Other(error.into()))?
+        .map_err(|error| KilnError::Other(error.into()))?;
+    println!("New token signing key: {kid}");
+    println!("Running UAA servers sign with it within seconds; older keys still verify tokens.");
     Ok(())
 }
 

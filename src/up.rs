@@ -543,7 +543,7 @@ async fn start_postgres_broker(
     Ok(broker)
 }
 
-fn sqlite_url(path: &Path) -> String {
+pub(crate) fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 

@@ -12,7 +12,7 @@ mod python_broker;
 
 pub use broker::Broker;
 pub use cf::{CfOutput, CfSession};
-pub use platform::{Platform, PlatformOptions};
+pub use platform::{kiln_binary, Platform, PlatformOptions};
 pub use python_broker::{python_broker_script, python_with_openbrokerapi, PythonBroker};
 
 /// A name no other scenario (or earlier run against the same deployment) uses.
@@ -26,14 +26,23 @@ pub fn cf_is_required() -> bool {
     std::env::var("KILN_REQUIRE_CF").is_ok_and(|v| v == "1")
 }
 
-/// Finds the `cf` CLI: `CF_CLI`, else `cf` on PATH.
+/// Finds the `cf` CLI v8: `CF_CLI`, else `cf` on PATH.
 pub fn find_cf() -> Option<std::path::PathBuf> {
-    if let Some(path) = std::env::var_os("CF_CLI") {
+    find_binary("CF_CLI", "cf")
+}
+
+/// Finds the cf CLI v6 (the last v2 client, `scripts/install-cf6`): `CF6_CLI`, else `cf6` on PATH.
+pub fn find_cf6() -> Option<std::path::PathBuf> {
+    find_binary("CF6_CLI", "cf6")
+}
+
+fn find_binary(variable: &str, name: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
         return Some(path.into());
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("cf"))
+            .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     })
 }

@@ -268,7 +268,7 @@ impl Platform {
 }
 
 /// The `kiln` binary under test: `KILN_BIN`, else `<target dir>/debug/kiln`.
-pub(crate) fn kiln_binary() -> anyhow::Result<PathBuf> {
+pub fn kiln_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("KILN_BIN") {
         return Ok(path.into());
     }

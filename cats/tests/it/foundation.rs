@@ -454,6 +454,82 @@ fn restart_keeps_data_and_sigterm_stops_everything() {
     as_bob.run(&["orgs"]).success().contains(&org);
 }
 
+/// An operator rotates UAA's signing key while users are logged in: their sessions go on, new
+/// tokens carry the new key's id, and the Cloud Controller accepts them (it fetches the new key).
+#[test]
+fn rotating_the_signing_key_keeps_sessions_working() {
+    let Some(cf) = cf_binary() else { return };
+    if std::env::var_os("CATS_CONFIG").is_some() {
+        eprintln!("skipping: rotates the key of a locally started platform");
+        return;
+    }
+    let data_dir = tempfile::Builder::new()
+        .prefix("cats-rotate-")
+        .tempdir()
+        .unwrap();
+    let platform = Platform::start_local_in(data_dir.path(), &[]).expect("kiln up starts");
+    let org = unique_name("rotated");
+    let before = admin_session(&cf, &platform);
+    before.run(&["create-org", &org]).success();
+    let old_kid = token_kid(&before);
+
+    let output = std::process::Command::new(cats::kiln_binary().unwrap())
+        .args(["rotate-signing-key", "--data-dir"])
+        .arg(data_dir.path())
+        .output()
+        .expect("kiln rotate-signing-key runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "rotate-signing-key failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new_kid = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("New token signing key: "))
+        .unwrap_or_else(|| panic!("no new key id in: {stdout}"))
+        .trim()
+        .to_string();
+    assert_ne!(new_kid, old_kid);
+
+    // The session logged in before the rotation keeps working with its old token.
+    before.run(&["orgs"]).success().contains(&org);
+    // A login after the rotation gets a token signed with the new key, and the API takes it.
+    let mut after = None;
+    assert!(
+        crate::eventually(Duration::from_secs(20), || {
+            let session = admin_session(&cf, &platform);
+            let fresh = token_kid(&session) == new_kid;
+            if fresh {
+                after = Some(session);
+            }
+            fresh
+        }),
+        "no token signed with the new key {new_kid} within 20 s"
+    );
+    after
+        .expect("a session with a new-key token")
+        .run(&["orgs"])
+        .success()
+        .contains(&org);
+    assert_eq!(platform.terminate().unwrap(), 0);
+}
+
+/// The `kid` in the header of the session's access token.
+fn token_kid(session: &cats::CfSession) -> String {
+    let output = session.run(&["oauth-token"]).success();
+    let token = output
+        .stdout
+        .trim()
+        .trim_start_matches("bearer ")
+        .to_string();
+    let header = token.split('.').next().expect("a JWT");
+    decode_segment(header)["kid"]
+        .as_str()
+        .expect("a kid in the token header")
+        .to_string()
+}
+
 /// The system buildpacks are registered at start, in detection order, on the default stack list.
 #[test]
 fn system_buildpacks_and_the_default_stack_are_listed() {
