@@ -6,6 +6,7 @@ mod logs;
 mod push;
 mod services;
 mod up_broker;
+mod v2_cli;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
