@@ -58,10 +58,17 @@ impl FromRequest for Principal {
         let token = bearer_token(request);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState is not registered"))?;
+            // UAA answers a missing token with `unauthorized`, a bad one with `invalid_token`
+            // (which makes the cf CLI refresh and retry).
             let token = token.ok_or_else(|| {
-                ApiError::invalid_token("Full authentication is required to access this resource")
+                ApiError::new(
+                    actix_web::http::StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Full authentication is required to access this resource",
+                )
             })?;
             let claims = verify_access_token(&state, &token).await?;
+            check_not_revoked(&state, &claims).await?;
             Ok(Principal { claims })
         })
     }
@@ -119,6 +126,46 @@ pub(crate) async fn verify_access_token(
         },
     )?;
     Ok(data.claims)
+}
+
+/// Fails with 401 `invalid_token` when a token was revoked by its id, outlived its user or
+/// client, or the user's password or the client's secret changed since it was issued: its
+/// `rev_sig` no longer matches.
+pub(crate) async fn check_not_revoked(
+    state: &web::Data<AppState>,
+    claims: &TokenClaims,
+) -> Result<(), ApiError> {
+    let client = state.clients.get(&claims.client_id);
+    let jti = claims.jti.clone();
+    let user_id = claims.user_id.clone();
+    let (revoked_by_id, user) = state
+        .database
+        .blocking(move |database| {
+            Ok(database.read(|conn| {
+                let revoked = crate::db::revoked::is_revoked(conn, &jti)?;
+                let user = match &user_id {
+                    Some(user_id) if !revoked => crate::db::users::find_by_id(conn, user_id)?,
+                    _ => None,
+                };
+                Ok((revoked, user))
+            })?)
+        })
+        .await?;
+    let still_valid = !revoked_by_id
+        && match (&claims.user_id, client) {
+            (None, Some(client)) => {
+                crate::tokens::client_revocation_signature(&client) == claims.rev_sig
+            }
+            (Some(_), Some(client)) => user.is_some_and(|user| {
+                crate::tokens::user_revocation_signature(&user, &client) == claims.rev_sig
+            }),
+            (_, None) => false,
+        };
+    if still_valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_token("Token has been revoked"))
+    }
 }
 
 /// Client id and secret from an `Authorization: Basic …` header, if there is one.

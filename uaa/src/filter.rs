@@ -1,12 +1,21 @@
 //! SCIM filter expressions (`userName eq "x" and origin eq "uaa"`): a small parser and an
 //! evaluator over attribute values. Attribute names and operators are case-insensitive, as are
 //! string comparisons (UAA matches user names without regard to case).
+//!
+//! Chains of `and`/`or` are kept flat and parentheses may nest only [`MAX_NESTING`] deep, so that
+//! neither parsing, evaluating nor dropping a filter recurses deeper than that, whatever a client
+//! sends (a long `id eq "a" or id eq "b" or …` chain stays cheap and safe).
+
+/// How deeply parentheses may nest in a filter.
+const MAX_NESTING: usize = 32;
 
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
+    /// All of the operands (at least two).
+    And(Vec<Filter>),
+    /// Any of the operands (at least two).
+    Or(Vec<Filter>),
     /// `attribute op value`; `value` is `None` for `pr` (present).
     Compare {
         attribute: String,
@@ -94,6 +103,8 @@ fn tokenize(input: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     position: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -108,29 +119,40 @@ impl Parser {
     }
 
     fn expression(&mut self) -> Result<Filter, String> {
-        let mut left = self.term()?;
+        let mut operands = vec![self.term()?];
         while self.peek_keyword("or") {
             self.position += 1;
-            let right = self.term()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            operands.push(self.term()?);
         }
-        Ok(left)
+        Ok(if operands.len() == 1 {
+            operands.remove(0)
+        } else {
+            Filter::Or(operands)
+        })
     }
 
     fn term(&mut self) -> Result<Filter, String> {
-        let mut left = self.factor()?;
+        let mut operands = vec![self.factor()?];
         while self.peek_keyword("and") {
             self.position += 1;
-            let right = self.factor()?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            operands.push(self.factor()?);
         }
-        Ok(left)
+        Ok(if operands.len() == 1 {
+            operands.remove(0)
+        } else {
+            Filter::And(operands)
+        })
     }
 
     fn factor(&mut self) -> Result<Filter, String> {
         match self.next() {
             Some(Token::Open) => {
+                if self.depth >= MAX_NESTING {
+                    return Err(format!("parentheses nest deeper than {MAX_NESTING} levels"));
+                }
+                self.depth += 1;
                 let inner = self.expression()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Token::Close) => Ok(inner),
                     _ => Err("missing )".to_owned()),
@@ -193,6 +215,7 @@ impl Filter {
         let mut parser = Parser {
             tokens,
             position: 0,
+            depth: 0,
         };
         let filter = parser.expression()?;
         if parser.position < parser.tokens.len() {
@@ -205,8 +228,8 @@ impl Filter {
     /// (`None` when the attribute is unknown, which matches nothing).
     pub(crate) fn matches(&self, lookup: &dyn Fn(&str) -> Option<Vec<String>>) -> bool {
         match self {
-            Filter::And(left, right) => left.matches(lookup) && right.matches(lookup),
-            Filter::Or(left, right) => left.matches(lookup) || right.matches(lookup),
+            Filter::And(operands) => operands.iter().all(|operand| operand.matches(lookup)),
+            Filter::Or(operands) => operands.iter().any(|operand| operand.matches(lookup)),
             Filter::Compare {
                 attribute,
                 operator,
@@ -241,13 +264,29 @@ impl Filter {
         }
     }
 
+    /// Calls `visit` with every comparison in the filter.
+    pub(crate) fn for_each_comparison<'a>(&'a self, visit: &mut dyn FnMut(&'a str, Operator)) {
+        match self {
+            Filter::And(operands) | Filter::Or(operands) => {
+                for operand in operands {
+                    operand.for_each_comparison(visit);
+                }
+            }
+            Filter::Compare {
+                attribute,
+                operator,
+                ..
+            } => visit(attribute, *operator),
+        }
+    }
+
     /// Values `attribute eq value` must have for the whole filter to match, when the filter is
     /// a conjunction containing such a comparison (used to narrow the SQL query).
     pub(crate) fn required_equal(&self, attribute: &str) -> Option<String> {
         match self {
-            Filter::And(left, right) => left
-                .required_equal(attribute)
-                .or_else(|| right.required_equal(attribute)),
+            Filter::And(operands) => operands
+                .iter()
+                .find_map(|operand| operand.required_equal(attribute)),
             Filter::Compare {
                 attribute: name,
                 operator: Operator::Eq,
@@ -304,6 +343,26 @@ mod tests {
         ] {
             assert!(Filter::parse(input).is_err(), "{input}");
         }
+    }
+
+    #[test]
+    fn long_chains_are_fine_but_deep_nesting_is_refused() {
+        let chain = vec![r#"userName eq "x""#; 5000].join(" or ");
+        let filter = Filter::parse(&format!("{chain} or userName eq \"alice\"")).unwrap();
+        assert!(filter.matches(&lookup));
+        let nested = |depth: usize| {
+            format!(
+                "{}userName eq \"alice\"{}",
+                "(".repeat(depth),
+                ")".repeat(depth)
+            )
+        };
+        assert!(Filter::parse(&nested(MAX_NESTING))
+            .unwrap()
+            .matches(&lookup));
+        let error = Filter::parse(&nested(MAX_NESTING + 1)).unwrap_err();
+        assert!(error.contains("nest"), "{error}");
+        assert!(Filter::parse(&"(".repeat(100_000)).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::db::groups::{self as group_store, GroupRow, MembershipRow};
 use crate::db::users::{self as user_store, UserChanges, UserPrefilter, UserRow, Versioned};
 use crate::db::{now_millis, DbConnection};
 use crate::error::ApiError;
-use crate::filter::Filter;
+use crate::filter::{Filter, Operator};
 use crate::state::AppState;
 use crate::tokens::ORIGIN_UAA;
 
@@ -91,11 +91,39 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// The JSON body of a SCIM request. Like UAA, a body declared as something other than JSON, or
+/// one that does not read as the resource, is a 400 `scim` error (UAA wraps Spring's media type
+/// and message conversion failures in a plain `ScimException`); a body without a content type is
+/// read as JSON.
+fn parse_json<T: DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    if let Some(content_type) = request.headers().get(actix_web::http::header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let is_json = essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"));
+        if !is_json {
+            return Err(ApiError::scim(
+                StatusCode::BAD_REQUEST,
+                "scim",
+                format!(
+                    "Content type '{}' not supported",
+                    String::from_utf8_lossy(content_type.as_bytes())
+                ),
+            ));
+        }
+    }
     serde_json::from_slice(body).map_err(|error| {
-        ApiError::invalid_scim_resource(format!(
-            "The request body is not valid JSON for this resource: {error}"
-        ))
+        ApiError::scim(
+            StatusCode::BAD_REQUEST,
+            "scim",
+            format!("The request body is not valid JSON for this resource: {error}"),
+        )
     })
 }
 
@@ -111,27 +139,86 @@ fn query_pairs(request: &HttpRequest) -> Result<HashMap<String, String>, ApiErro
     Ok(pairs.into_iter().collect())
 }
 
-/// `filter`, `startIndex` and `count` of a list request.
+/// `filter`, `attributes`, `startIndex` and `count` of a list request.
 struct ListQuery {
     filter: Option<Filter>,
-    start_index: usize,
-    count: usize,
+    paging: Paging,
 }
 
-fn list_query(request: &HttpRequest) -> Result<ListQuery, ApiError> {
+/// How a list answer is cut and shaped.
+#[derive(Debug, Clone)]
+struct Paging {
+    start_index: usize,
+    count: usize,
+    /// The attributes each resource is reduced to (`attributes=id,userName`); empty for all.
+    attributes: Vec<String>,
+}
+
+/// Attributes a user filter may name (lower-cased), as [`user_attribute`] reads them.
+const USER_FILTER_ATTRIBUTES: &[&str] = &[
+    "id",
+    "username",
+    "origin",
+    "email",
+    "emails",
+    "emails.value",
+    "name.givenname",
+    "givenname",
+    "name.familyname",
+    "familyname",
+    "active",
+    "verified",
+    "zoneid",
+    "meta.version",
+    "meta.created",
+    "meta.lastmodified",
+];
+
+/// Attributes a group filter may name (lower-cased), as [`group_attribute`] reads them.
+const GROUP_FILTER_ATTRIBUTES: &[&str] = &[
+    "id",
+    "displayname",
+    "description",
+    "zoneid",
+    "meta.version",
+    "meta.created",
+    "meta.lastmodified",
+];
+
+fn invalid_filter(text: &str, reason: impl std::fmt::Display) -> ApiError {
+    // UAA reports this as a plain `ScimException`, whose error name is `scim`.
+    ApiError::scim(
+        StatusCode::BAD_REQUEST,
+        "scim",
+        format!("Invalid filter expression: [{text}]: {reason}"),
+    )
+}
+
+/// The list query of a request whose filter may name `known_attributes`; like UAA, a filter on
+/// any other attribute is refused rather than matching nothing.
+fn list_query(request: &HttpRequest, known_attributes: &[&str]) -> Result<ListQuery, ApiError> {
     let query = query_pairs(request)?;
     let filter = match query
         .get("filter")
         .map(|filter| filter.trim())
         .filter(|filter| !filter.is_empty())
     {
-        Some(text) => Some(Filter::parse(text).map_err(|reason| {
-            ApiError::scim(
-                StatusCode::BAD_REQUEST,
-                "invalid_filter",
-                format!("Invalid filter expression: [{text}]: {reason}"),
-            )
-        })?),
+        Some(text) => {
+            let filter = Filter::parse(text).map_err(|reason| invalid_filter(text, reason))?;
+            let mut unknown = Vec::new();
+            filter.for_each_comparison(&mut |attribute, _| {
+                if !known_attributes.contains(&attribute.to_ascii_lowercase().as_str()) {
+                    unknown.push(attribute.to_owned());
+                }
+            });
+            if !unknown.is_empty() {
+                return Err(invalid_filter(
+                    text,
+                    format!("Invalid filter attributes: {}", unknown.join(",")),
+                ));
+            }
+            Some(filter)
+        }
         None => None,
     };
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
@@ -150,10 +237,23 @@ fn list_query(request: &HttpRequest) -> Result<ListQuery, ApiError> {
                 }),
         }
     };
+    let attributes = query
+        .get("attributes")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|attribute| !attribute.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(ListQuery {
         filter,
-        start_index: number("startIndex", 1)?.max(1),
-        count: number("count", 100)?.min(MAX_COUNT),
+        paging: Paging {
+            start_index: number("startIndex", 1)?.max(1),
+            count: number("count", 100)?.min(MAX_COUNT),
+            attributes,
+        },
     })
 }
 
@@ -161,24 +261,69 @@ fn page<T>(items: Vec<T>, query: &ListQuery) -> (Vec<T>, usize) {
     let total = items.len();
     let page = items
         .into_iter()
-        .skip(query.start_index - 1)
-        .take(query.count)
+        .skip(query.paging.start_index - 1)
+        .take(query.paging.count)
         .collect();
     (page, total)
 }
 
+/// A SCIM list answer. As in UAA, `itemsPerPage` is the page size asked for (`count`), not the
+/// number of resources on this page.
 fn list_response<T: serde::Serialize>(
     resources: Vec<T>,
-    start_index: usize,
+    paging: &Paging,
     total: usize,
-) -> HttpResponse {
-    HttpResponse::Ok().json(ScimList {
-        items_per_page: resources.len(),
+) -> Result<HttpResponse, ApiError> {
+    let list = ScimList {
+        items_per_page: paging.count,
         resources,
-        start_index,
+        start_index: paging.start_index,
         total_results: total,
         schemas: [SCIM_SCHEMA],
-    })
+    };
+    if paging.attributes.is_empty() {
+        return Ok(HttpResponse::Ok().json(list));
+    }
+    let mut body = serde_json::to_value(&list).map_err(ApiError::internal)?;
+    if let Some(serde_json::Value::Array(resources)) = body.get_mut("resources") {
+        for resource in resources.iter_mut() {
+            *resource = select_attributes(resource, &paging.attributes);
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Reduces a rendered resource to `attributes`, keyed as requested: a dotted name walks into
+/// objects and across arrays (`emails.value` lists every address), `givenName` and `familyName`
+/// are read from `name`, names match without regard to case, and unknown ones are `null`.
+fn select_attributes(resource: &serde_json::Value, attributes: &[String]) -> serde_json::Value {
+    fn walk(value: &serde_json::Value, path: &[&str]) -> serde_json::Value {
+        let Some((first, rest)) = path.split_first() else {
+            return value.clone();
+        };
+        match value {
+            serde_json::Value::Object(object) => object
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(first))
+                .map(|(_, inner)| walk(inner, rest))
+                .unwrap_or(serde_json::Value::Null),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(|item| walk(item, path)).collect())
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+    let mut selected = serde_json::Map::new();
+    for attribute in attributes {
+        let internal = match attribute.to_ascii_lowercase().as_str() {
+            "givenname" => "name.givenName".to_owned(),
+            "familyname" => "name.familyName".to_owned(),
+            _ => attribute.clone(),
+        };
+        let path: Vec<&str> = internal.split('.').collect();
+        selected.insert(attribute.clone(), walk(resource, &path));
+    }
+    serde_json::Value::Object(selected)
 }
 
 fn user_not_found(id: &str) -> ApiError {
@@ -201,6 +346,9 @@ fn user_attribute(user: &UserRow, attribute: &str) -> Option<Vec<String>> {
         "active" => one(&user.active.to_string()),
         "verified" => one(&user.verified.to_string()),
         "zoneid" => one("uaa"),
+        "meta.version" => one(&user.version.to_string()),
+        "meta.created" => one(&timestamp(user.created)),
+        "meta.lastmodified" => one(&timestamp(user.last_modified)),
         _ => None,
     }
 }
@@ -358,27 +506,28 @@ pub(crate) fn hash_password(password: &str, cost: u32) -> Result<String, ApiErro
 async fn create_user(
     state: web::Data<AppState>,
     principal: Principal,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.write", "scim.create"])?;
-    let request: ScimUserRequest = parse_json(&body)?;
-    let origin = request
+    let user_request: ScimUserRequest = parse_json(&request, &body)?;
+    let origin = user_request
         .origin
         .filter(|origin| !origin.is_empty())
         .unwrap_or_else(|| ORIGIN_UAA.to_owned());
-    let user_name = request.user_name.unwrap_or_default();
+    let user_name = user_request.user_name.unwrap_or_default();
     validate_user_name(&user_name, &origin)?;
-    let email = single_email(request.emails)?;
-    let password = request.password.unwrap_or_default();
+    let email = single_email(user_request.emails)?;
+    let password = user_request.password.unwrap_or_default();
     if origin == ORIGIN_UAA {
         validate_password(&password)?;
     }
-    let name = request.name.unwrap_or_default();
+    let name = user_request.name.unwrap_or_default();
     let given_name = bounded(name.given_name, "given name")?;
     let family_name = bounded(name.family_name, "family name")?;
     let cost = state.password_hash_cost;
-    let active = request.active.unwrap_or(true);
-    let verified = request.verified.unwrap_or(true);
+    let active = user_request.active.unwrap_or(true);
+    let verified = user_request.verified.unwrap_or(true);
     let user = state
         .database
         .blocking(move |database| {
@@ -448,8 +597,9 @@ async fn list_users(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.read"])?;
-    let query = list_query(&request)?;
-    let (users, start_index, total) = state
+    let query = list_query(&request, USER_FILTER_ATTRIBUTES)?;
+    let paging = query.paging.clone();
+    let (users, total) = state
         .database
         .blocking(move |database| {
             database.query(|conn| {
@@ -467,11 +617,55 @@ async fn list_users(
                         render_user(user, groups)
                     })
                     .collect();
-                Ok((rendered, query.start_index, total))
+                Ok((rendered, total))
             })
         })
         .await?;
-    Ok(list_response(users, start_index, total))
+    list_response(users, &paging, total)
+}
+
+/// `/ids/Users` is open to every user (`scim.userids` is a default group), so, as in UAA, it
+/// answers only filters that name users by `id` or `userName` with `eq` (and may add `origin eq`):
+/// no listing of everyone, no wildcards, no ranges.
+fn check_ids_filter(filter: Option<&Filter>) -> Result<(), ApiError> {
+    let refuse = |message: &str| {
+        Err(ApiError::scim(
+            StatusCode::BAD_REQUEST,
+            "scim",
+            message.to_owned(),
+        ))
+    };
+    let Some(filter) = filter else {
+        return refuse("a 'filter' parameter is required");
+    };
+    let mut problem = None;
+    filter.for_each_comparison(&mut |attribute, operator| {
+        let found = match operator {
+            Operator::Pr | Operator::Sw | Operator::Co => {
+                Some("Wildcards are not allowed in filter.")
+            }
+            Operator::Eq => (!["id", "username", "origin"]
+                .contains(&attribute.to_ascii_lowercase().as_str()))
+            .then_some("Invalid filter attribute."),
+            _ => Some("Invalid operator."),
+        };
+        problem = problem.or(found);
+    });
+    if let Some(message) = problem {
+        return refuse(message);
+    }
+    fn names_a_user(filter: &Filter) -> bool {
+        match filter {
+            Filter::And(operands) | Filter::Or(operands) => operands.iter().any(names_a_user),
+            Filter::Compare { attribute, .. } => {
+                attribute.eq_ignore_ascii_case("id") || attribute.eq_ignore_ascii_case("userName")
+            }
+        }
+    }
+    if !names_a_user(filter) {
+        return refuse("Invalid filter attribute.");
+    }
+    Ok(())
 }
 
 async fn list_user_ids(
@@ -480,8 +674,10 @@ async fn list_user_ids(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.userids"])?;
-    let query = list_query(&request)?;
-    let (ids, start_index, total) = state
+    let query = list_query(&request, USER_FILTER_ATTRIBUTES)?;
+    check_ids_filter(query.filter.as_ref())?;
+    let paging = query.paging.clone();
+    let (ids, total) = state
         .database
         .blocking(move |database| {
             let users = database.query(|conn| query_users(conn, query.filter.as_ref()))?;
@@ -490,10 +686,10 @@ async fn list_user_ids(
                 .into_iter()
                 .map(|user| serde_json::json!({"id": user.id, "userName": user.user_name, "origin": user.origin}))
                 .collect();
-            Ok((ids, query.start_index, total))
+            Ok((ids, total))
         })
         .await?;
-    Ok(list_response(ids, start_index, total))
+    list_response(ids, &paging, total)
 }
 
 async fn get_user(
@@ -568,7 +764,7 @@ async fn update_user(
     let expected = if_match_version(&request)?.ok_or_else(|| {
         ApiError::scim(StatusCode::BAD_REQUEST, "scim", "Missing If-Match for PUT")
     })?;
-    let update: ScimUserRequest = parse_json(&body)?;
+    let update: ScimUserRequest = parse_json(&request, &body)?;
     let user = state
         .database
         .blocking(move |database| {
@@ -576,6 +772,15 @@ async fn update_user(
                 let Some(current) = user_store::find_by_id(conn, &id)? else {
                     return Err(user_not_found(&id));
                 };
+                if update
+                    .origin
+                    .as_deref()
+                    .is_some_and(|origin| !origin.is_empty() && origin != current.origin)
+                {
+                    return Err(ApiError::invalid_scim_resource(
+                        "Cannot change user's origin in update operation.",
+                    ));
+                }
                 let user_name = update.user_name.unwrap_or_default();
                 validate_user_name(&user_name, &current.origin)?;
                 let email = single_email(update.emails)?;
@@ -629,10 +834,11 @@ async fn change_password(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let change: PasswordChangeRequest = parse_json(&body)?;
+    let change: PasswordChangeRequest = parse_json(&request, &body)?;
     let is_self = principal.user_id() == Some(id.as_str());
     let is_client = principal.user_id().is_none();
     // Admins and trusted clients may set any password; users change their own with the old one.
@@ -655,25 +861,36 @@ async fn change_password(
             "uaa.admin",
         ]));
     }
-    let old_password = change.old_password.unwrap_or_default();
-    let new_password = change.password.unwrap_or_default();
-    let need_old_password = is_self;
-    if need_old_password && old_password.is_empty() {
+    // Users, admins included, give their old password to change their own; anyone who sends
+    // one has it checked.
+    if is_self
+        && change
+            .old_password
+            .as_deref()
+            .is_none_or(|old_password| old_password.is_empty())
+    {
         return Err(ApiError::invalid_password(
             StatusCode::BAD_REQUEST,
             "Previous password is required",
         ));
     }
+    let old_password = change.old_password;
+    let new_password = change.password.unwrap_or_default();
     let cost = state.password_hash_cost;
     state
         .database
         .blocking(move |database| {
             let Some(user) = database.read(|conn| user_store::find_by_id(conn, &id))? else {
-                return Err(user_not_found(&id));
+                // UAA does not reveal here whether the user exists.
+                return Err(ApiError::scim(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_credentials",
+                    "Invalid password change request",
+                ));
             };
-            if need_old_password
-                && !bcrypt::verify(&old_password, &user.password_hash).unwrap_or(false)
-            {
+            if old_password.as_deref().is_some_and(|old_password| {
+                !bcrypt::verify(old_password, &user.password_hash).unwrap_or(false)
+            }) {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
@@ -732,6 +949,9 @@ fn group_attribute(group: &GroupRow, attribute: &str) -> Option<Vec<String>> {
         "displayname" => one(&group.display_name),
         "description" => one(&group.description),
         "zoneid" => one("uaa"),
+        "meta.version" => one(&group.version.to_string()),
+        "meta.created" => one(&timestamp(group.created)),
+        "meta.lastmodified" => one(&timestamp(group.last_modified)),
         _ => None,
     }
 }
@@ -742,8 +962,9 @@ async fn list_groups(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.read"])?;
-    let query = list_query(&request)?;
-    let (groups, start_index, total) = state
+    let query = list_query(&request, GROUP_FILTER_ATTRIBUTES)?;
+    let paging = query.paging.clone();
+    let (groups, total) = state
         .database
         .blocking(move |database| {
             let groups = database.read(group_store::list)?;
@@ -770,10 +991,10 @@ async fn list_groups(
                     render_group(group, members)
                 })
                 .collect();
-            Ok((rendered, query.start_index, total))
+            Ok((rendered, total))
         })
         .await?;
-    Ok(list_response(groups, start_index, total))
+    list_response(groups, &paging, total)
 }
 
 fn load_group(database: &crate::db::Database, id: &str) -> Result<Option<ScimGroup>, ApiError> {
@@ -808,18 +1029,19 @@ async fn get_group(
 async fn create_group(
     state: web::Data<AppState>,
     principal: Principal,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.write"])?;
-    let request: ScimGroupRequest = parse_json(&body)?;
-    let display_name = request.display_name.unwrap_or_default();
+    let group_request: ScimGroupRequest = parse_json(&request, &body)?;
+    let display_name = group_request.display_name.unwrap_or_default();
     if !crate::config::valid_scope_name(&display_name) {
         return Err(ApiError::invalid_scim_resource(
             "The displayName must be 1 to 255 characters without whitespace.",
         ));
     }
-    let description = bounded(request.description, "description")?.unwrap_or_default();
-    for member in &request.members {
+    let description = bounded(group_request.description, "description")?.unwrap_or_default();
+    for member in &group_request.members {
         if !member.kind.eq_ignore_ascii_case("USER") {
             return Err(ApiError::invalid_scim_resource(
                 "Only members of type USER are supported.",
@@ -849,7 +1071,7 @@ async fn create_group(
                         ),
                     ));
                 }
-                for member in &request.members {
+                for member in &group_request.members {
                     if user_store::find_by_id(conn, &member.value)?.is_none() {
                         return Err(user_not_found(&member.value));
                     }
@@ -916,11 +1138,12 @@ async fn add_member(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_any(&["scim.write"])?;
     let group_id = id.into_inner();
-    let member: ScimMember = parse_json(&body)?;
+    let member: ScimMember = parse_json(&request, &body)?;
     if !member.kind.eq_ignore_ascii_case("USER") {
         return Err(ApiError::invalid_scim_resource(
             "Only members of type USER are supported.",

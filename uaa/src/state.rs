@@ -116,6 +116,14 @@ impl ClientRegistry {
         self.clients.get(client_id).cloned()
     }
 
+    /// The longest access-token validity any client has, given the default `default_secs`.
+    pub(crate) fn max_access_validity_secs(&self, default_secs: i64) -> i64 {
+        self.clients
+            .values()
+            .filter_map(|client| client.access_token_validity_secs)
+            .fold(default_secs, i64::max)
+    }
+
     /// Checks a client's secret; `None` when the client is unknown or the secret is wrong.
     pub(crate) async fn authenticate(
         &self,

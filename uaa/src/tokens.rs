@@ -10,8 +10,9 @@ use jsonwebtoken::{Algorithm, Header};
 use rand::RngCore;
 
 use crate::api::{TokenClaims, TokenResponse};
-use crate::auth::{basic_credentials, verify_access_token, Principal};
+use crate::auth::{basic_credentials, check_not_revoked, verify_access_token, Principal};
 use crate::db::refresh::{self as refresh_store, RefreshRow};
+use crate::db::revoked as revoked_store;
 use crate::db::users::{self as user_store, UserRow};
 use crate::db::{groups as group_store, now_millis, split_list};
 use crate::error::ApiError;
@@ -32,10 +33,21 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/userinfo").route(web::get().to(userinfo)));
 }
 
+/// The parameters of a form body. OAuth parameters must not repeat (RFC 6749 §3.1), so a
+/// repeated name is refused rather than silently resolved to one of its values.
 fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| ApiError::invalid_request("The request body is not form-encoded"))?;
-    Ok(pairs.into_iter().collect())
+    let mut form = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if form.contains_key(&name) {
+            return Err(ApiError::invalid_request(format!(
+                "Parameter {name} must not be repeated"
+            )));
+        }
+        form.insert(name, value);
+    }
+    Ok(form)
 }
 
 async fn token(
@@ -72,7 +84,17 @@ async fn issue(
         ));
     }
     let (client_id, secret) = match basic_credentials(request)? {
-        Some(credentials) => credentials,
+        Some(credentials) => {
+            if form
+                .get("client_id")
+                .is_some_and(|form_id| !form_id.is_empty() && *form_id != credentials.0)
+            {
+                return Err(ApiError::invalid_client(
+                    "Given client ID does not match authenticated client",
+                ));
+            }
+            credentials
+        }
         None => match form.get("client_id") {
             Some(client_id) => (
                 client_id.clone(),
@@ -259,8 +281,11 @@ async fn refresh_grant(
                     return Err(ApiError::invalid_token("Invalid refresh token (expired)"));
                 }
                 if stored.client_id != client_for_db.client_id {
-                    return Err(ApiError::invalid_token(
-                        "Invalid refresh token: it was issued to another client",
+                    // UAA's answer; the error rolls the transaction back, so the token survives.
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        format!("Wrong client for this refresh token: {}", stored.client_id),
                     ));
                 }
                 let user = user_store::find_by_id(conn, &stored.user_id)?
@@ -433,7 +458,7 @@ pub(crate) fn user_revocation_signature(user: &UserRow, client: &Client) -> Stri
     digest[..8].to_owned()
 }
 
-fn client_revocation_signature(client: &Client) -> String {
+pub(crate) fn client_revocation_signature(client: &Client) -> String {
     let digest = sha256_hex(&format!("{}:{}", client.client_id, client.secret_hash));
     digest[..8].to_owned()
 }
@@ -448,35 +473,54 @@ fn new_refresh_token() -> String {
     format!("{}-r", crate::state::hex(&bytes))
 }
 
+/// `DELETE /oauth/token/revoke/:jti`: revokes the access token with that id (as `cf logout` does
+/// for its own token) and the refresh tokens issued with it. Anyone may revoke their own token;
+/// other tokens need `tokens.revoke` or `uaa.admin`.
 async fn revoke(
     state: web::Data<AppState>,
     principal: Principal,
     jti: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let jti = jti.into_inner();
-    if principal.claims.jti != jti && !principal.is_admin() && !principal.has_scope("tokens.revoke")
-    {
+    let own = principal.claims.jti == jti;
+    if !own && !principal.is_admin() && !principal.has_scope("tokens.revoke") {
         return Err(ApiError::insufficient_scope(&[
             "tokens.revoke",
             "uaa.admin",
         ]));
     }
+    // The revocation must outlive the token: its own expiry when known, else the longest an
+    // access token of ours can live.
+    let now = now_millis();
+    let revoked_until = if own {
+        principal.claims.exp.saturating_mul(1000)
+    } else {
+        let longest = state
+            .clients
+            .max_access_validity_secs(state.access_token_validity_secs);
+        now.saturating_add(longest.saturating_mul(1000))
+    };
     let revoke_jti = jti.clone();
     let revoked = state
         .database
         .blocking(move |database| {
             database.write(|conn| -> Result<usize, ApiError> {
+                revoked_store::insert(conn, &revoke_jti, revoked_until)?;
+                revoked_store::purge_expired(conn, now)?;
                 let revoked = refresh_store::revoke_by_access_jti(conn, &revoke_jti)?;
-                refresh_store::purge_expired(conn, now_millis())?;
+                refresh_store::purge_expired(conn, now)?;
                 Ok(revoked)
             })
         })
         .await?;
-    tracing::info!(%jti, revoked, "token revoked");
+    tracing::info!(%jti, refresh_tokens = revoked, "token revoked");
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
 }
 
-/// `POST /check_token`: for resource servers, authenticated as a client with HTTP Basic.
+/// `POST /check_token`: for resource servers, authenticated as a client with HTTP Basic that
+/// holds the `uaa.resource` authority (as in UAA). Token problems are 400 `invalid_token`: the
+/// caller itself authenticated fine. An optional `scopes` parameter (comma-separated) names
+/// scopes the token must carry.
 async fn check_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -489,42 +533,52 @@ async fn check_token(
             "Full authentication is required to access this resource",
         )
     })?;
-    state
+    let client = state
         .clients
         .authenticate(&client_id, &secret)
         .await?
         .ok_or_else(ApiError::bad_credentials)?;
+    if !client
+        .authorities
+        .iter()
+        .any(|authority| authority == "uaa.resource")
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "Access is denied",
+        ));
+    }
     let form = parse_form(&body)?;
-    let token = form
-        .get("token")
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| ApiError::invalid_request("Missing token parameter"))?;
     let to_400 = |error: ApiError| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", error.description)
     };
+    let token = form
+        .get("token")
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| to_400(ApiError::invalid_token("Token parameter must be set")))?;
     let claims = verify_access_token(&state, token).await.map_err(to_400)?;
     // A user token stops being valid when its user is deleted or changes password.
-    if let Some(user_id) = claims.user_id.clone() {
-        let client = state.clients.get(&claims.client_id);
-        let user = state
-            .database
-            .blocking(move |database| {
-                Ok(database.read(|conn| user_store::find_by_id(conn, &user_id))?)
-            })
-            .await?;
-        let still_valid = match (user, client) {
-            (Some(user), Some(client)) => {
-                user_revocation_signature(&user, &client) == claims.rev_sig
-            }
-            _ => false,
-        };
-        if !still_valid {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_token",
-                "Token has been revoked",
-            ));
-        }
+    check_not_revoked(&state, &claims).await.map_err(to_400)?;
+    let missing: Vec<&str> = form
+        .get("scopes")
+        .map(|scopes| scopes.split(',').map(str::trim).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|wanted| {
+            !wanted.is_empty()
+                && !claims
+                    .scope
+                    .iter()
+                    .any(|scope| scope.eq_ignore_ascii_case(wanted))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("Some requested scopes are missing: {}", missing.join(",")),
+        ));
     }
     Ok(HttpResponse::Ok().json(claims))
 }
@@ -564,22 +618,32 @@ async fn userinfo(
         .blocking(move |database| Ok(database.read(|conn| user_store::find_by_id(conn, &user_id))?))
         .await?
         .ok_or_else(|| ApiError::invalid_token("Invalid token: the user no longer exists"))?;
-    let name = match (&user.given_name, &user.family_name) {
-        (Some(given), Some(family)) => format!("{given} {family}"),
-        (Some(given), None) => given.clone(),
-        (None, Some(family)) => family.clone(),
-        (None, None) => String::new(),
-    };
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    // UAA's `UserInfoResponse`: absent values are left out, except `previous_logon_time`, which
+    // is always there; `name` is the given name, a space and the family name.
+    let name = format!(
+        "{}{}",
+        user.given_name.as_deref().unwrap_or_default(),
+        user.family_name
+            .as_deref()
+            .map(|family| format!(" {family}"))
+            .unwrap_or_default()
+    );
+    let mut info = serde_json::json!({
         "user_id": user.id,
         "sub": user.id,
         "user_name": user.user_name,
-        "given_name": user.given_name,
-        "family_name": user.family_name,
         "email": user.email,
         "email_verified": user.verified,
-        "phone_number": null,
         "name": name,
         "previous_logon_time": user.previous_logon,
-    })))
+    });
+    if let Some(object) = info.as_object_mut() {
+        if let Some(given_name) = user.given_name {
+            object.insert("given_name".to_owned(), given_name.into());
+        }
+        if let Some(family_name) = user.family_name {
+            object.insert("family_name".to_owned(), family_name.into());
+        }
+    }
+    Ok(HttpResponse::Ok().json(info))
 }

@@ -8,6 +8,7 @@ pub(crate) mod clients;
 pub(crate) mod groups;
 pub(crate) mod keys;
 pub(crate) mod refresh;
+pub(crate) mod revoked;
 pub(crate) mod schema;
 pub(crate) mod users;
 

@@ -68,6 +68,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     signing_keys (kid) {
         kid -> Text,
         private_key_pem -> Text,
@@ -84,5 +91,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_memberships,
     oauth_clients,
     refresh_tokens,
+    revoked_tokens,
     signing_keys
 );

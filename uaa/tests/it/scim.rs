@@ -9,7 +9,8 @@ crate::backend_tests!(
     users_lifecycle,
     user_errors,
     password_changes,
-    groups_drive_scopes
+    groups_drive_scopes,
+    list_queries_filters_paging_and_attributes,
 );
 
 fn create_body(name: &str, password: &str) -> Value {
@@ -103,7 +104,8 @@ async fn users_lifecycle(db: TestDb) {
         assert_eq!(list["resources"][0]["id"], id.as_str());
         assert_eq!(list["resources"][0]["origin"], "uaa");
         assert_eq!(list["startIndex"], 1);
-        assert_eq!(list["itemsPerPage"], 1);
+        // UAA reports the page size asked for, not the number of resources returned.
+        assert_eq!(list["itemsPerPage"], 100);
         assert_eq!(list["schemas"], json!(["urn:scim:schemas:core:1.0"]));
     }
     let (_, _, list) = uaa
@@ -234,7 +236,7 @@ async fn user_errors(db: TestDb) {
             None,
             None,
             401,
-            "invalid_token",
+            "unauthorized",
         ),
         (
             Method::GET,
@@ -266,7 +268,7 @@ async fn user_errors(db: TestDb) {
             Some(&admin),
             Some(json!("not an object")),
             400,
-            "invalid_scim_resource",
+            "scim",
         ),
         (
             Method::POST,
@@ -329,8 +331,8 @@ async fn user_errors(db: TestDb) {
             "/Users/no-such-id/password".into(),
             Some(&admin),
             Some(json!({"password": "p"})),
-            404,
-            "scim_resource_not_found",
+            401,
+            "bad_credentials",
         ),
         (
             Method::GET,
@@ -338,7 +340,7 @@ async fn user_errors(db: TestDb) {
             Some(&admin),
             None,
             400,
-            "invalid_filter",
+            "scim",
         ),
         (
             Method::GET,
@@ -384,10 +386,8 @@ async fn user_errors(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "invalid_scim_resource"
-    );
+    // UAA reports unreadable bodies as a plain `ScimException`.
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "scim");
     // A user may read itself without scim.read.
     let claims = uaa.verify(&alice).await;
     let (status, _, me) = uaa
@@ -499,6 +499,35 @@ async fn password_changes(db: TestDb) {
         )
         .await;
     assert_eq!(status, 400);
+    // An admin user changing its own password gives the old one too, and it is checked.
+    let admin_user_token = admin_user["access_token"].as_str().unwrap().to_owned();
+    let admin_user_id = uaa.verify(&admin_user_token).await["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own_path = format!("/Users/{admin_user_id}/password");
+    for (body, expected_status, expected_error) in [
+        (json!({"password": "admin-2"}), 400, "invalid_password"),
+        (
+            json!({"oldPassword": "wrong", "password": "admin-2"}),
+            401,
+            "unauthorized",
+        ),
+    ] {
+        let (status, _, response) = uaa
+            .call(
+                Method::PUT,
+                &own_path,
+                Some(&admin_user_token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, response["error"].as_str()),
+            (expected_status, Some(expected_error)),
+            "{body}: {response}"
+        );
+    }
     // ...but a uaa.admin user may.
     let (status, _, body) = uaa
         .call(
@@ -685,5 +714,252 @@ async fn groups_drive_scopes(db: TestDb) {
             .await
     )
     .contains(&"kiln.test".to_owned()));
+    uaa.stop().await;
+}
+
+async fn list_queries_filters_paging_and_attributes(db: TestDb) {
+    let uaa = TestUaa::start(&db).await;
+    let admin = uaa.admin_token().await;
+    let (status, _, carol) = uaa
+        .call(
+            Method::POST,
+            "/Users",
+            Some(&admin),
+            Some(json!({"userName": "Carol", "password": "pw", "name": {"givenName": "Caro", "familyName": "Line"},
+                        "emails": [{"value": "carol@example.com"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{carol}");
+    let list = |query: String| {
+        let uaa = &uaa;
+        let admin = admin.clone();
+        async move {
+            let (status, _, body) = uaa
+                .call(Method::GET, &format!("/Users?{query}"), Some(&admin), None)
+                .await;
+            assert_eq!(status, 200, "{query}: {body}");
+            body
+        }
+    };
+    let names = |body: &Value| -> Vec<String> {
+        body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|user| user["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Filter grammar: or, and, parentheses, sw/co/pr, case-insensitive names and values.
+    for (filter, expected) in [
+        (
+            r#"userName eq "alice" or userName eq "ADMIN""#,
+            vec!["admin", "alice"],
+        ),
+        (
+            r#"username EQ "carol" OR userName eq "nobody""#,
+            vec!["Carol"],
+        ),
+        (
+            r#"(userName eq "alice" or userName eq "carol") and origin eq "uaa""#,
+            vec!["alice", "Carol"],
+        ),
+        (
+            r#"userName eq "alice" and (origin eq "ldap" or origin eq "uaa")"#,
+            vec!["alice"],
+        ),
+        (r#"userName sw "a""#, vec!["admin", "alice"]),
+        (r#"emails.value co "@EXAMPLE.com""#, vec!["admin", "Carol"]),
+        (r#"name.familyName eq "line""#, vec!["Carol"]),
+        (r#"id pr and userName ne "admin""#, vec!["alice", "Carol"]),
+        (r#"userName eq "nobody""#, vec![]),
+    ] {
+        let body = list(format!("filter={}", encode(filter))).await;
+        assert_eq!(names(&body), expected, "{filter}");
+        assert_eq!(body["totalResults"], expected.len(), "{filter}");
+    }
+
+    // Paging: itemsPerPage is the page size asked for; pages past the end are empty.
+    let body = list("startIndex=2&count=2".to_owned()).await;
+    assert_eq!(names(&body), ["alice", "Carol"]);
+    assert_eq!(
+        (
+            &body["startIndex"],
+            &body["itemsPerPage"],
+            &body["totalResults"]
+        ),
+        (&json!(2), &json!(2), &json!(3))
+    );
+    let body = list("startIndex=10".to_owned()).await;
+    assert_eq!(body["resources"], json!([]));
+    assert_eq!(
+        (
+            &body["startIndex"],
+            &body["itemsPerPage"],
+            &body["totalResults"]
+        ),
+        (&json!(10), &json!(100), &json!(3))
+    );
+    let body = list("count=0".to_owned()).await;
+    assert_eq!(body["resources"], json!([]));
+    assert_eq!(body["totalResults"], 3);
+    let body = list("count=100000&startIndex=-4".to_owned()).await;
+    assert_eq!(names(&body).len(), 3);
+    assert_eq!(
+        (&body["startIndex"], &body["itemsPerPage"]),
+        (&json!(1), &json!(500))
+    );
+
+    // attributes= reduces each resource to the named attributes, keyed as asked.
+    let body = list(format!(
+        "attributes=id,userName&filter={}",
+        encode(r#"userName eq "carol""#)
+    ))
+    .await;
+    assert_eq!(
+        body["resources"],
+        json!([{"id": carol["id"], "userName": "Carol"}])
+    );
+    assert_eq!(body["totalResults"], 1);
+    let body = list(format!(
+        "attributes={}&filter={}",
+        encode("userName, emails.value,givenName,familyName,meta.version,Active,noSuchThing"),
+        encode(r#"userName eq "carol""#)
+    ))
+    .await;
+    assert_eq!(
+        body["resources"],
+        json!([{
+            "userName": "Carol",
+            "emails.value": ["carol@example.com"],
+            "givenName": "Caro",
+            "familyName": "Line",
+            "meta.version": 0,
+            "Active": true,
+            "noSuchThing": null,
+        }])
+    );
+    let (status, _, body) = uaa
+        .call(
+            Method::GET,
+            &format!(
+                "/Groups?attributes=displayName&filter={}",
+                encode(r#"displayName eq "openid""#)
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resources"], json!([{"displayName": "openid"}]));
+
+    // Filters on attributes UAA does not know are refused, not answered with nothing.
+    let (status, _, body) = uaa
+        .call(
+            Method::GET,
+            &format!(
+                "/Users?filter={}",
+                encode(r#"userName eq "alice" or shoeSize gt "9""#)
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("scim")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .ends_with("Invalid filter attributes: shoeSize"),
+        "{body}"
+    );
+    let body = list(format!(
+        "filter={}",
+        encode(r#"meta.version eq 0 and userName eq "carol""#)
+    ))
+    .await;
+    assert_eq!(names(&body), ["Carol"]);
+
+    // /ids/Users (open to every user with scim.userids) answers only for named users.
+    let lookup = uaa
+        .client_token("cloud_controller_username_lookup", LOOKUP_SECRET)
+        .await;
+    for (query, expected) in [
+        (String::new(), Err("a 'filter' parameter is required")),
+        (
+            format!("filter={}", encode("id pr")),
+            Err("Wildcards are not allowed in filter."),
+        ),
+        (
+            format!("filter={}", encode(r#"userName sw "a""#)),
+            Err("Wildcards are not allowed in filter."),
+        ),
+        (
+            format!("filter={}", encode(r#"origin eq "uaa""#)),
+            Err("Invalid filter attribute."),
+        ),
+        (
+            format!("filter={}", encode("active eq true")),
+            Err("Invalid filter attribute."),
+        ),
+        (
+            format!("filter={}", encode(r#"userName gt "a""#)),
+            Err("Invalid operator."),
+        ),
+        (
+            format!(
+                "filter={}",
+                encode(r#"userName eq "ALICE" and origin eq "uaa""#)
+            ),
+            Ok(vec!["alice"]),
+        ),
+        (
+            format!(
+                "filter={}",
+                encode(r#"userName eq "alice" or id eq "nope""#)
+            ),
+            Ok(vec!["alice"]),
+        ),
+    ] {
+        let (status, _, body) = uaa
+            .call(
+                Method::GET,
+                &format!("/ids/Users?{query}"),
+                Some(&lookup),
+                None,
+            )
+            .await;
+        match expected {
+            Ok(users) => {
+                assert_eq!(status, 200, "{query}: {body}");
+                assert_eq!(names(&body), users, "{query}");
+            }
+            Err(description) => assert_eq!(
+                (
+                    status,
+                    body["error"].as_str(),
+                    body["error_description"].as_str()
+                ),
+                (400, Some("scim"), Some(description)),
+                "{query}: {body}"
+            ),
+        }
+    }
+
+    // Deleting with the right If-Match version works.
+    let path = format!("/Users/{}", carol["id"].as_str().unwrap());
+    let response = uaa
+        .http
+        .delete(uaa.url(&path))
+        .header("Authorization", format!("bearer {admin}"))
+        .header("If-Match", "\"0\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     uaa.stop().await;
 }

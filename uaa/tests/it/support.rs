@@ -113,6 +113,8 @@ pub(crate) const ADMIN_PASSWORD: &str = "admin-secret";
 pub(crate) const ALICE_PASSWORD: &str = "alice-secret";
 pub(crate) const ADMIN_CLIENT_SECRET: &str = "admin-client-secret";
 pub(crate) const LOOKUP_SECRET: &str = "lookup-secret";
+/// Secret of `resource-server`, the client with `uaa.resource` that may call `/check_token`.
+pub(crate) const RESOURCE_SERVER_SECRET: &str = "resource-server-secret";
 
 /// The standard test configuration for a server at `issuer_url`.
 pub(crate) fn test_config(issuer_url: &str, database_url: &str) -> UaaConfig {
@@ -188,6 +190,15 @@ pub(crate) fn test_config(issuer_url: &str, database_url: &str) -> UaaConfig {
                 authorized_grant_types: strings(&["client_credentials"]),
                 scope: vec![],
                 authorities: strings(&["scim.read", "scim.userids"]),
+                access_token_validity_secs: None,
+                refresh_token_validity_secs: None,
+            },
+            ClientConfig {
+                client_id: "resource-server".to_owned(),
+                secret: RESOURCE_SERVER_SECRET.to_owned(),
+                authorized_grant_types: strings(&["client_credentials"]),
+                scope: vec![],
+                authorities: strings(&["uaa.resource"]),
                 access_token_validity_secs: None,
                 refresh_token_validity_secs: None,
             },
@@ -318,6 +329,20 @@ impl TestUaa {
         verify_with_keys(token, &keys, &format!("{}/oauth/token", self.base))
     }
 
+    /// `POST /check_token` as the resource server; returns status and JSON body.
+    pub(crate) async fn check_token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url("/check_token"))
+            .basic_auth("resource-server", Some(RESOURCE_SERVER_SECRET))
+            .form(form)
+            .send()
+            .await
+            .expect("check_token request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
@@ -361,6 +386,17 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The current time in UTC milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis(),
+    )
+    .expect("time fits i64")
 }
 
 /// The scopes of a token response as a sorted list.
