@@ -22,6 +22,10 @@ pub(crate) struct AppState {
     pub(crate) access_token_validity_secs: i64,
     pub(crate) refresh_token_validity_secs: i64,
     pub(crate) password_hash_cost: u32,
+    /// A bcrypt hash (at `password_hash_cost`) of a random secret: a password grant for an unknown
+    /// user name is checked against it, so it takes as long as one for a known user and the
+    /// answer time does not tell which user names exist.
+    pub(crate) unknown_user_password_hash: String,
     pub(crate) database: Database,
     pub(crate) keys: KeyRing,
     pub(crate) clients: ClientRegistry,
@@ -42,6 +46,11 @@ impl AppState {
             access_token_validity_secs: to_i64(config.access_token_validity_secs),
             refresh_token_validity_secs: to_i64(config.refresh_token_validity_secs),
             password_hash_cost: config.password_hash_cost,
+            unknown_user_password_hash: bcrypt::hash(
+                uuid::Uuid::new_v4().to_string(),
+                config.password_hash_cost,
+            )
+            .unwrap_or_default(),
             database,
             keys,
             clients: ClientRegistry::new(clients),

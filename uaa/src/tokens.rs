@@ -209,12 +209,15 @@ async fn password_grant(
         return Err(ApiError::bad_credentials());
     }
     let lookup_name = username.clone();
+    let unknown_user_hash = state.unknown_user_password_hash.clone();
     let found = state
         .database
         .blocking(move |database| {
             let Some(user) =
                 database.read(|conn| user_store::find_by_name(conn, &lookup_name, ORIGIN_UAA))?
             else {
+                // As slow as a wrong password for a real user: timing does not reveal user names.
+                let _ = bcrypt::verify(&password, &unknown_user_hash);
                 return Ok(None);
             };
             let matches = bcrypt::verify(&password, &user.password_hash).unwrap_or(false);
