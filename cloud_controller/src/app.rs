@@ -176,8 +176,19 @@ async fn request_middleware(
     let started = Instant::now();
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let response = next.call(request).instrument(span.clone()).await?;
-    let mut response = response.map_into_boxed_body();
+    // A NUL can name nothing (and PostgreSQL refuses it in text): answer before any handler.
+    let mut response = if has_encoded_nul(&path) {
+        request.error_response(ApiError::plain(ErrorKind::NotFound))
+    } else if has_encoded_nul(request.query_string()) {
+        request.error_response(ApiError::bad_query(
+            "The query parameters must not contain NUL characters",
+        ))
+    } else {
+        next.call(request)
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body()
+    };
     let mut api_error = response
         .response()
         .error()
@@ -217,6 +228,11 @@ async fn request_middleware(
         )
     });
     Ok(response)
+}
+
+/// Whether a raw (percent-encoded) path or query string holds an encoded NUL (`%00`).
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.contains('\0') || raw.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 #[cfg(test)]

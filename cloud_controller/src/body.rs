@@ -24,8 +24,42 @@ pub fn object<'a>(body: &'a Value, allowed: &[&str]) -> Result<&'a Map<String, V
     Ok(object)
 }
 
+/// Checks an optional `metadata` member. Kiln stores no labels or annotations yet, so only an
+/// empty one is accepted — what `cf rename-org` sends (`"metadata": {}`) — and any label or
+/// annotation is refused rather than silently dropped.
+pub fn no_metadata(object: &Map<String, Value>) -> Result<(), ApiError> {
+    let Some(metadata) = object.get("metadata") else {
+        return Ok(());
+    };
+    let metadata = metadata
+        .as_object()
+        .ok_or_else(|| ApiError::unprocessable("Metadata must be an object"))?;
+    for (key, value) in metadata {
+        if key != "labels" && key != "annotations" {
+            return Err(ApiError::unprocessable(format!(
+                "Metadata has unexpected field(s): '{key}'"
+            )));
+        }
+        match value {
+            Value::Null => {}
+            Value::Object(entries) if entries.is_empty() => {}
+            Value::Object(_) => {
+                return Err(ApiError::unprocessable(format!(
+                    "Metadata {key} are not supported by this Cloud Controller yet"
+                )))
+            }
+            _ => {
+                return Err(ApiError::unprocessable(format!(
+                    "Metadata {key} must be an object"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// CC's field label: `name` → `Name`, `default_space_guid` → `Default space guid`.
-fn label(field: &str) -> String {
+pub(crate) fn label(field: &str) -> String {
     let spaced = field.replace('_', " ");
     let mut characters = spaced.chars();
     match characters.next() {
@@ -83,6 +117,13 @@ pub fn check_name(value: &str) -> Result<(), ApiError> {
     if value.chars().count() > 255 {
         return Err(ApiError::unprocessable(
             "Name is too long (maximum is 255 characters)",
+        ));
+    }
+    // CC's ORG_NAME_REGEX / SPACE_NAME_REGEX: printable characters only (PostgreSQL would also
+    // refuse a NUL byte outright).
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "Name must not contain escaped characters",
         ));
     }
     Ok(())

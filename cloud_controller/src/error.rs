@@ -44,6 +44,7 @@ error_catalog! {
     UnprocessableEntity = (10008, 422, "%s");
     ResourceNotFound = (10010, 404, "%s");
     ServiceUnavailable = (10015, 503, "%s");
+    OrgSuspended = (10017, 403, "The organization is suspended");
     UserInvalid = (20001, 400, "The user info is invalid: %s");
     UaaIdTaken = (20002, 400, "The UAA ID is taken: %s");
     UserNotFound = (20003, 404, "The user could not be found: %s");
@@ -63,6 +64,9 @@ error_catalog! {
     SpaceNotFound = (40004, 404, "The app space could not be found: %s");
     DomainNotFound = (130002, 404, "The domain could not be found: %s");
     QuotaDefinitionNotFound = (240001, 404, "Quota Definition could not be found: %s");
+    QuotaDefinitionNameTaken = (240002, 400, "Quota Definition is taken: %s");
+    QuotaDefinitionInvalid = (240003, 400, "Quota Definition is invalid: %s");
+    QuotaDefinitionMemoryLimitInvalid = (240004, 400, "Quota Definition memory limit cannot be less than -1");
     StackNotFound = (250003, 404, "The stack could not be found: %s");
     FeatureFlagNotFound = (330000, 404, "The feature flag could not be found: %s");
     FeatureFlagInvalid = (330001, 400, "The feature flag is invalid: %s");
@@ -111,6 +115,7 @@ error_catalog! {
     ServiceKeyNotFound = (360003, 404, "The service key could not be found: %s");
     ServiceKeyNotSupported = (360004, 400, "%s");
     SpaceDeletionFailed = (290008, 502, "Deletion of space %s failed because one or more resources within could not be deleted.\n\n%s");
+    NonrecursiveSpaceDeletionFailed = (290011, 400, "Resource inside space %s must first be deleted, or specify recursive delete.");
     OrganizationDeletionFailed = (290010, 502, "Deletion of organization %s failed because one or more resources within could not be deleted.\n\n%s");
     MaintenanceInfoConflict = (390009, 422, "maintenance_info.version requested is invalid. Please ensure the catalog is up to date and you are providing a version supported by this service plan.");
     // CC's broker client errors (`HttpRequestError`/`HttpResponseError` subclasses) are not in

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::auth::CurrentUser;
-use crate::db::models::{RoleRow, UserRow};
+use crate::db::models::{OrgRow, RoleRow, UserRow};
 use crate::db::DbConn;
 use crate::error::{ApiError, ErrorKind};
 use crate::store;
@@ -90,6 +90,10 @@ pub struct Permissions {
     space_roles: HashMap<i32, HashSet<RoleType>>,
     /// Orgs where the caller holds any space role.
     orgs_via_spaces: HashSet<i32>,
+    /// The org of each space the caller holds a role in.
+    org_of_space: HashMap<i32, i32>,
+    /// Suspended orgs, where only admins change anything.
+    suspended_orgs: HashSet<i32>,
 }
 
 impl Permissions {
@@ -103,7 +107,12 @@ impl Permissions {
             org_roles: HashMap::new(),
             space_roles: HashMap::new(),
             orgs_via_spaces: HashSet::new(),
+            org_of_space: HashMap::new(),
+            suspended_orgs: HashSet::new(),
         };
+        if !permissions.admin {
+            permissions.suspended_orgs = store::orgs::suspended_ids(conn)?.into_iter().collect();
+        }
         for role in store::roles::list_for_user(conn, user.user_id)? {
             let Some(role_type) = RoleType::parse(&role.role_type) else {
                 continue;
@@ -116,6 +125,9 @@ impl Permissions {
                         .or_default()
                         .insert(role_type);
                     permissions.orgs_via_spaces.insert(role.organization_id);
+                    permissions
+                        .org_of_space
+                        .insert(space_id, role.organization_id);
                 }
                 None => {
                     permissions
@@ -163,6 +175,15 @@ impl Permissions {
         self.admin || self.has_org_role(organization_id, RoleType::OrganizationManager)
     }
 
+    /// CC's `require_writable_org!`: nobody but an admin changes anything in a suspended org
+    /// (403 `CF-OrgSuspended`, checked after the role check).
+    pub fn require_active_org(&self, org: &OrgRow) -> Result<(), ApiError> {
+        if org.suspended && !self.admin {
+            return Err(ApiError::plain(ErrorKind::OrgSuspended));
+        }
+        Ok(())
+    }
+
     /// Any space role in the space, or org manager of its org.
     pub fn can_read_space(&self, space_id: i32, organization_id: i32) -> bool {
         self.read_globally
@@ -176,9 +197,15 @@ impl Permissions {
     }
 
     /// Admin or space developer: may create, change and delete apps, processes, packages,
-    /// builds, droplets and routes in the space (CC's `can_write_to_active_space`).
+    /// builds, droplets and routes in the space (CC's `can_write_to_active_space`), unless its
+    /// org is suspended (a 403 here; CC's own handlers say `CF-OrgSuspended`).
     pub fn can_write_to_space(&self, space_id: i32) -> bool {
-        self.admin || self.has_space_role(space_id, RoleType::SpaceDeveloper)
+        self.admin
+            || (self.has_space_role(space_id, RoleType::SpaceDeveloper)
+                && self
+                    .org_of_space
+                    .get(&space_id)
+                    .is_none_or(|org| !self.suspended_orgs.contains(org)))
     }
 
     /// Admin, read-only admin or space developer: may read app environment variables and
@@ -232,9 +259,10 @@ pub fn require_feature_flag(
     {
         return Ok(());
     }
-    let mut error = ApiError::with_args(ErrorKind::FeatureDisabled, &[name]);
-    if let Some(message) = flag.and_then(|flag| flag.error_message) {
-        error.detail = message;
-    }
-    Err(error)
+    // CC: "Feature Disabled: <custom message>", or the flag's name when it has none.
+    let message = flag.and_then(|flag| flag.error_message);
+    Err(ApiError::with_args(
+        ErrorKind::FeatureDisabled,
+        &[message.as_deref().unwrap_or(name)],
+    ))
 }

@@ -36,6 +36,10 @@ pub struct ListQuery {
     pub per_page: u32,
     /// Sort key and whether it is descending.
     pub order: (SortKey, bool),
+    /// True when a `label_selector` asks for a label: no Kiln resource carries labels yet, so
+    /// such a selector matches nothing (and one made only of `!key`, `!=` and `notin`
+    /// requirements matches everything).
+    selects_labels: bool,
 }
 
 /// Parameters every list accepts.
@@ -89,21 +93,31 @@ impl ListQuery {
             page: 1,
             per_page: DEFAULT_PER_PAGE,
             order: (SortKey::CreatedAt, false),
+            selects_labels: false,
         };
         for (key, value) in &pairs {
             match key.as_str() {
                 "page" => {
+                    // A page past the end (however far) is an empty page, as in CC.
                     query.page = value
-                        .parse::<u32>()
+                        .parse::<u64>()
                         .ok()
                         .filter(|page| *page >= 1)
+                        .map(|page| u32::try_from(page).unwrap_or(u32::MAX))
                         .ok_or_else(|| ApiError::bad_query("Page must be a positive integer"))?;
                 }
                 "per_page" => {
+                    // CC: a positive integer first, then at most MAX_PER_PAGE.
+                    let positive = !value.is_empty()
+                        && value.bytes().all(|byte| byte.is_ascii_digit())
+                        && value.bytes().any(|byte| byte != b'0');
+                    if !positive {
+                        return Err(ApiError::bad_query("Per page must be a positive integer"));
+                    }
                     query.per_page = value
                         .parse::<u32>()
                         .ok()
-                        .filter(|per_page| (1..=MAX_PER_PAGE).contains(per_page))
+                        .filter(|per_page| *per_page <= MAX_PER_PAGE)
                         .ok_or_else(|| {
                             ApiError::bad_query(format!(
                                 "Per page must be between 1 and {MAX_PER_PAGE}"
@@ -139,11 +153,7 @@ impl ListQuery {
                     query.order = (key, descending);
                 }
                 "label_selector" => {
-                    if !value.trim().is_empty() {
-                        return Err(ApiError::bad_query(
-                            "label_selector is not supported by this API yet",
-                        ));
-                    }
+                    query.selects_labels |= selects_labels(value)?;
                 }
                 _ => {
                     query.lists.insert(key.clone(), split_list(key, value));
@@ -152,6 +162,20 @@ impl ListQuery {
         }
         query.pairs = pairs;
         Ok(query)
+    }
+
+    /// Whether the query names an `order_by`.
+    pub fn order_given(&self) -> bool {
+        self.pairs.iter().any(|(key, _)| key == "order_by")
+    }
+
+    /// Rejects an `order_by` other than `name` (CC's lists whose only order is by name, such
+    /// as feature flags).
+    pub fn require_name_order(&self) -> Result<(), ApiError> {
+        if self.order_given() && self.order.0 != SortKey::Name {
+            return Err(ApiError::bad_query("Order by can only be: 'name'"));
+        }
+        Ok(())
     }
 
     /// Values of a comma-list filter, when given.
@@ -191,10 +215,16 @@ impl ListQuery {
             .is_some_and(|values| values.iter().any(|value| value == relation))
     }
 
-    /// Rejects `include` values other than `allowed`.
+    /// Rejects `include` values other than `allowed`, and any named twice (CC's
+    /// IncludeParamValidator).
     pub fn check_include(&self, allowed: &[&str]) -> Result<(), ApiError> {
         if let Some(values) = self.list("include") {
-            for value in values {
+            for (index, value) in values.iter().enumerate() {
+                if allowed.contains(&value.as_str()) && values[..index].contains(value) {
+                    return Err(ApiError::bad_query(format!(
+                        "Duplicate included resource: '{value}'"
+                    )));
+                }
                 if !allowed.contains(&value.as_str()) {
                     return Err(ApiError::bad_query(format!(
                         "Invalid included resource: '{value}'. Valid included resources are: {}",
@@ -210,7 +240,9 @@ impl ListQuery {
         Ok(())
     }
 
-    /// Sorts `items` by the requested order (stable, so creation order breaks ties).
+    /// Sorts `items` (given in creation order) by the requested order. Ties keep creation
+    /// order, reversed for a descending order as CC's secondary order in the same direction
+    /// does: `-created_at` lists the newest first even within one second.
     pub fn sort<T>(
         &self,
         items: &mut [T],
@@ -219,23 +251,26 @@ impl ListQuery {
         updated: impl Fn(&T) -> &str,
     ) {
         let (key, descending) = self.order;
-        items.sort_by(|left, right| {
-            let ordering = match key {
-                SortKey::Name => name(left).cmp(name(right)),
-                SortKey::CreatedAt => created(left).cmp(created(right)),
-                SortKey::UpdatedAt => updated(left).cmp(updated(right)),
-            };
-            if descending {
-                ordering.reverse()
-            } else {
-                ordering
-            }
+        items.sort_by(|left, right| match key {
+            // CC's name columns compare without regard to case (citext), so "Apple" comes
+            // before "banana".
+            SortKey::Name => crate::store::name_key(name(left))
+                .cmp(&crate::store::name_key(name(right)))
+                .then_with(|| name(left).cmp(name(right))),
+            SortKey::CreatedAt => created(left).cmp(created(right)),
+            SortKey::UpdatedAt => updated(left).cmp(updated(right)),
         });
+        if descending {
+            items.reverse();
+        }
     }
 
     /// Takes the requested page out of `items` (already filtered and sorted) and builds the
     /// `pagination` object with absolute hrefs under `{base}{path}`.
-    pub fn page_of<T>(&self, items: Vec<T>, base: &str, path: &str) -> (Vec<T>, Value) {
+    pub fn page_of<T>(&self, mut items: Vec<T>, base: &str, path: &str) -> (Vec<T>, Value) {
+        if self.selects_labels {
+            items.clear();
+        }
         let total = items.len();
         let per_page = self.per_page as usize;
         let total_pages = total.div_ceil(per_page).max(1);
@@ -268,6 +303,102 @@ impl ListQuery {
         let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
         format!("{base}{path}?{encoded}")
     }
+}
+
+/// CC's answer to a list query on the endpoints whose controllers validate with
+/// `unprocessable!` (roles, users): 422 `CF-UnprocessableEntity` with the same message.
+pub fn as_unprocessable(error: ApiError) -> ApiError {
+    if error.kind != crate::error::ErrorKind::BadQueryParameter {
+        return error;
+    }
+    let prefix = crate::error::ErrorKind::BadQueryParameter
+        .template()
+        .trim_end_matches("%s");
+    let detail = error.detail.strip_prefix(prefix).unwrap_or(&error.detail);
+    ApiError::unprocessable(detail)
+}
+
+/// Most label selector requirements Kiln (like CC) accepts.
+const MAX_LABEL_REQUIREMENTS: usize = 50;
+
+/// Parses a `label_selector` as CC does (`key`, `!key`, `key=v`, `key==v`, `key!=v`,
+/// `key in (a,b)`, `key notin (a,b)`, comma-joined) and tells whether any requirement needs a
+/// label to be present, which no unlabelled resource satisfies.
+fn selects_labels(value: &str) -> Result<bool, ApiError> {
+    let invalid = || ApiError::bad_query("Invalid label_selector value");
+    let requirements = split_requirements(value);
+    if requirements.is_empty() {
+        return Err(ApiError::bad_query("Missing label_selector value"));
+    }
+    if requirements.len() > MAX_LABEL_REQUIREMENTS {
+        return Err(ApiError::bad_query(format!(
+            "Too many label_selector requirements (maximum is {MAX_LABEL_REQUIREMENTS})"
+        )));
+    }
+    let key_ok = |key: &str| {
+        !key.is_empty()
+            && key.len() <= 316
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    let mut selects = false;
+    for requirement in requirements {
+        let requirement = requirement.as_str();
+        if let Some((key, rest)) = requirement.split_once(" notin (") {
+            if !rest.ends_with(')') || !key_ok(key) {
+                return Err(invalid());
+            }
+        } else if let Some((key, rest)) = requirement.split_once(" in (") {
+            if !rest.ends_with(')') || !key_ok(key) {
+                return Err(invalid());
+            }
+            selects = true;
+        } else if let Some((key, _)) = requirement.split_once("!=") {
+            if !key_ok(key) {
+                return Err(invalid());
+            }
+        } else if let Some((key, _)) = requirement.split_once('=') {
+            if !key_ok(key) {
+                return Err(invalid());
+            }
+            selects = true;
+        } else if let Some(key) = requirement.strip_prefix('!') {
+            if !key_ok(key) {
+                return Err(invalid());
+            }
+        } else if key_ok(requirement) {
+            selects = true;
+        } else {
+            return Err(invalid());
+        }
+    }
+    Ok(selects)
+}
+
+/// Splits a selector on the commas outside parentheses (CC's `REQUIREMENT_SPLITTER`).
+fn split_requirements(value: &str) -> Vec<String> {
+    let mut requirements = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    for character in value.chars() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                if !current.is_empty() {
+                    requirements.push(std::mem::take(&mut current));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        current.push(character);
+    }
+    if !current.is_empty() {
+        requirements.push(current);
+    }
+    requirements
 }
 
 /// Splits a comma-list value; for name-like filters each element is then percent-decoded
@@ -324,6 +455,45 @@ mod tests {
         assert!(parse("order_by=-name").is_ok());
         assert!(parse("order_by=color").is_err());
         assert!(parse("colour=blue").is_err());
+        let detail = |query: &str| parse(query).unwrap_err().detail;
+        assert_eq!(
+            detail("per_page=0"),
+            "The query parameter is invalid: Per page must be a positive integer"
+        );
+        assert_eq!(
+            detail("per_page=-3"),
+            "The query parameter is invalid: Per page must be a positive integer"
+        );
+        assert_eq!(
+            detail("per_page=99999999999"),
+            "The query parameter is invalid: Per page must be between 1 and 5000"
+        );
+    }
+
+    #[test]
+    fn label_selectors_are_parsed_and_match_unlabelled_resources() {
+        let selects = |selector: &str| {
+            let pairs = vec![("label_selector".to_owned(), selector.to_owned())];
+            ListQuery::from_pairs(pairs, &["label_selector"], &[]).map(|query| query.selects_labels)
+        };
+        assert!(selects("env").unwrap());
+        assert!(selects("env=prod").unwrap());
+        assert!(selects("env==prod,!tier").unwrap());
+        assert!(selects("env in (prod,dev)").unwrap());
+        assert!(!selects("!env").unwrap());
+        assert!(!selects("env!=prod,tier notin (a,b)").unwrap());
+        assert!(selects("").is_err());
+        assert!(selects("bad key").is_err());
+        assert!(selects("env in (a").is_err());
+        let (page, pagination) = ListQuery::from_pairs(
+            vec![("label_selector".to_owned(), "env=prod".to_owned())],
+            &["label_selector"],
+            &[],
+        )
+        .unwrap()
+        .page_of(vec![1, 2], "http://api", "/v3/x");
+        assert!(page.is_empty());
+        assert_eq!(pagination["total_results"], 0);
     }
 
     #[test]

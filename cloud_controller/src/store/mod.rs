@@ -57,6 +57,12 @@ pub fn same_name(name: &str, other: &str) -> bool {
     name == other || name_key(name) == name_key(other)
 }
 
+/// False for text no row can hold: PostgreSQL refuses a NUL byte in any text value, so a
+/// lookup by such a key finds nothing rather than failing (SQLite would simply find nothing).
+pub fn can_match(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// A fresh resource GUID.
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -16,8 +16,19 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<OrgRow>, ApiError> {
         .load(conn)?)
 }
 
+/// Ids of the suspended organizations.
+pub fn suspended_ids(conn: &mut DbConn) -> Result<Vec<i32>, ApiError> {
+    Ok(organizations::table
+        .filter(organizations::suspended.eq(true))
+        .select(organizations::id)
+        .load(conn)?)
+}
+
 /// The organization with this GUID.
 pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<OrgRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(organizations::table
         .filter(organizations::guid.eq(guid))
         .select(OrgRow::as_select())
@@ -36,6 +47,9 @@ pub fn find_by_id(conn: &mut DbConn, id: i32) -> Result<Option<OrgRow>, ApiError
 
 /// The organization with this name (compared case-insensitively, as CC does).
 pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<OrgRow>, ApiError> {
+    if !super::can_match(name) {
+        return Ok(None);
+    }
     Ok(organizations::table
         .filter(organizations::name_lower.eq(name_key(name)))
         .select(OrgRow::as_select())

@@ -146,6 +146,9 @@ pub fn list_flags(conn: &mut DbConn) -> Result<Vec<FeatureFlagRow>, ApiError> {
 
 /// One feature flag.
 pub fn find_flag(conn: &mut DbConn, name: &str) -> Result<Option<FeatureFlagRow>, ApiError> {
+    if !super::can_match(name) {
+        return Ok(None);
+    }
     Ok(feature_flags::table
         .filter(feature_flags::name.eq(name))
         .select(FeatureFlagRow::as_select())
@@ -191,6 +194,9 @@ pub fn list_stacks(conn: &mut DbConn) -> Result<Vec<StackRow>, ApiError> {
 
 /// One stack by GUID.
 pub fn find_stack(conn: &mut DbConn, guid: &str) -> Result<Option<StackRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(stacks::table
         .filter(stacks::guid.eq(guid))
         .select(StackRow::as_select())
@@ -200,6 +206,9 @@ pub fn find_stack(conn: &mut DbConn, guid: &str) -> Result<Option<StackRow>, Api
 
 /// One stack by name.
 pub fn find_stack_by_name(conn: &mut DbConn, name: &str) -> Result<Option<StackRow>, ApiError> {
+    if !super::can_match(name) {
+        return Ok(None);
+    }
     Ok(stacks::table
         .filter(stacks::name.eq(name))
         .select(StackRow::as_select())
@@ -217,6 +226,9 @@ pub fn list_domains(conn: &mut DbConn) -> Result<Vec<DomainRow>, ApiError> {
 
 /// One domain by GUID.
 pub fn find_domain(conn: &mut DbConn, guid: &str) -> Result<Option<DomainRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(domains::table
         .filter(domains::guid.eq(guid))
         .select(DomainRow::as_select())
@@ -234,6 +246,9 @@ pub fn list_quotas(conn: &mut DbConn) -> Result<Vec<QuotaRow>, ApiError> {
 
 /// One quota by GUID.
 pub fn find_quota(conn: &mut DbConn, guid: &str) -> Result<Option<QuotaRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(quota_definitions::table
         .filter(quota_definitions::guid.eq(guid))
         .select(QuotaRow::as_select())
@@ -252,6 +267,9 @@ pub fn find_quota_by_id(conn: &mut DbConn, id: i32) -> Result<Option<QuotaRow>, 
 
 /// One quota by name.
 pub fn find_quota_by_name(conn: &mut DbConn, name: &str) -> Result<Option<QuotaRow>, ApiError> {
+    if !super::can_match(name) {
+        return Ok(None);
+    }
     Ok(quota_definitions::table
         .filter(quota_definitions::name.eq(name))
         .select(QuotaRow::as_select())

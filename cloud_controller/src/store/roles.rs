@@ -36,6 +36,9 @@ pub fn list_in_org(conn: &mut DbConn, organization_id: i32) -> Result<Vec<RoleRo
 
 /// The role with this GUID.
 pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<RoleRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(roles::table
         .filter(roles::guid.eq(guid))
         .select(RoleRow::as_select())

@@ -27,6 +27,9 @@ pub fn list_in_org(conn: &mut DbConn, organization_id: i32) -> Result<Vec<SpaceR
 
 /// The space with this GUID.
 pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<SpaceRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(spaces::table
         .filter(spaces::guid.eq(guid))
         .select(SpaceRow::as_select())

@@ -18,6 +18,9 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<UserRow>, ApiError> {
 
 /// The user with this GUID.
 pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<UserRow>, ApiError> {
+    if !super::can_match(guid) {
+        return Ok(None);
+    }
     Ok(users::table
         .filter(users::guid.eq(guid))
         .select(UserRow::as_select())

@@ -5,7 +5,6 @@ use serde_json::{json, Value};
 
 use crate::app::{resource, AppState};
 use crate::auth::CurrentUser;
-use crate::body;
 use crate::db::models::FeatureFlagRow;
 use crate::error::{ApiError, ErrorKind};
 use crate::store;
@@ -49,6 +48,30 @@ async fn get(
     Ok(HttpResponse::Ok().json(render(&flag)))
 }
 
+/// `enabled` and `error_message` of a PUT, as CC's controller reads them: both are assigned
+/// (an absent `error_message` clears a custom one), `enabled` must be present, and a message must
+/// be printable text, not blank (CC's format validation); other keys are ignored.
+fn parse_update(payload: &Value) -> Result<(bool, Option<String>), ApiError> {
+    let object = super::body_object(payload)?;
+    let invalid = |detail: &str| ApiError::with_args(ErrorKind::FeatureFlagInvalid, &[detail]);
+    let enabled = match object.get("enabled") {
+        Some(Value::Bool(enabled)) => *enabled,
+        None | Some(Value::Null) => return Err(invalid("enabled presence")),
+        Some(_) => return Err(invalid("enabled must be a boolean")),
+    };
+    let message = match object.get("error_message") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text))
+            if text.trim().is_empty() || text.chars().any(char::is_control) =>
+        {
+            return Err(invalid("error_message format"))
+        }
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(_) => return Err(invalid("error_message must be a string")),
+    };
+    Ok((enabled, message))
+}
+
 async fn update(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -56,33 +79,16 @@ async fn update(
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let object = body::object(&payload, &["enabled", "error_message"])
-        .map_err(|error| ApiError::with_args(ErrorKind::FeatureFlagInvalid, &[&error.detail]))?;
-    let enabled = body::optional_bool(object, "enabled")?;
-    let message = match object.get("error_message") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(text)) => Some(Some(text.clone())),
-        Some(_) => {
-            return Err(ApiError::with_args(
-                ErrorKind::FeatureFlagInvalid,
-                &["error_message must be a string"],
-            ))
-        }
-    };
+    // CC checks access, then the flag's name, then the body.
+    if !user.is_admin() {
+        return Err(ApiError::forbidden());
+    }
     let flag = state
         .db
         .run(move |conn| {
             store::reference_data::find_flag(conn, &name)?.ok_or_else(|| not_found(&name))?;
-            if !user.is_admin() {
-                return Err(ApiError::forbidden());
-            }
-            store::reference_data::update_flag(
-                conn,
-                &name,
-                enabled,
-                message.as_ref().map(|message| message.as_deref()),
-            )
+            let (enabled, message) = parse_update(&payload)?;
+            store::reference_data::update_flag(conn, &name, Some(enabled), Some(message.as_deref()))
         })
         .await?;
     Ok(HttpResponse::Ok().json(render(&flag)))

@@ -1,7 +1,9 @@
-//! The CC API v2: envelopes, `q` filters, `next_url` paths and v2 status codes as a view over the
+//! The CC API v2: envelopes, `q` filters (CC's grammar and join attributes), `next_url` paths,
+//! request bodies decoded as CC's `JsonMessage` does, and v2 status codes, as a view over the
 //! same store, permission module and error catalog as v3. Errors on `/v2` paths are rendered as
 //! `{"code","description","error_code"}` by the request middleware.
 
+pub mod apps;
 pub mod feature_flags;
 pub mod jobs;
 pub mod organizations;
@@ -26,6 +28,22 @@ pub fn configure(config: &mut web::ServiceConfig) {
     feature_flags::configure(config);
     jobs::configure(config);
     services::configure(config);
+    apps::configure(config);
+}
+
+/// How a `q` condition compares (`:`, ` IN `, `<`, `<=`, `>`, `>=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    /// `:` and ` IN `: equal to one of the values.
+    Equal,
+    /// `<`.
+    Less,
+    /// `<=`.
+    LessOrEqual,
+    /// `>`.
+    Greater,
+    /// `>=`.
+    GreaterOrEqual,
 }
 
 /// One `q` condition.
@@ -33,8 +51,61 @@ pub fn configure(config: &mut web::ServiceConfig) {
 pub struct Condition {
     /// Attribute name.
     pub attribute: String,
-    /// Accepted values (one for `:`, several for ` IN `).
+    /// The comparison.
+    pub operator: Operator,
+    /// Values (one for `:` and the comparisons, several for ` IN `, none for a bare attribute,
+    /// which CC reads as `IS NULL` and so matches nothing here).
     pub values: Vec<String>,
+}
+
+impl Condition {
+    /// Whether `value` passes. CC compares foreign keys (`…_guid`) as set membership whatever
+    /// the operator, and other columns with the operator itself.
+    fn matches(&self, value: &str, same: impl Fn(&str, &str) -> bool) -> bool {
+        use std::cmp::Ordering;
+        if self.operator == Operator::Equal || self.attribute.ends_with("_guid") {
+            return self.values.iter().any(|candidate| same(candidate, value));
+        }
+        self.values.iter().any(|candidate| {
+            let ordering = value.cmp(candidate.as_str());
+            match self.operator {
+                Operator::Less => ordering == Ordering::Less,
+                Operator::LessOrEqual => ordering != Ordering::Greater,
+                Operator::Greater => ordering == Ordering::Greater,
+                Operator::GreaterOrEqual => ordering != Ordering::Less,
+                Operator::Equal => ordering == Ordering::Equal,
+            }
+        })
+    }
+}
+
+/// Largest `inline-relations-depth` CC accepts.
+const MAX_INLINE_RELATIONS_DEPTH: i64 = 3;
+
+/// Checks `inline-relations-depth` as CC does (an integer, at most 3). Kiln does not expand
+/// relations inline; every `_guid` and `_url` field is always returned.
+fn check_inline_relations_depth(value: &str) -> Result<(), ApiError> {
+    let depth: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_query("inline_relations_depth must be an integer"))?;
+    if depth > MAX_INLINE_RELATIONS_DEPTH {
+        return Err(ApiError::bad_query(format!(
+            "inline_relations_depth must be <= {MAX_INLINE_RELATIONS_DEPTH}"
+        )));
+    }
+    Ok(())
+}
+
+/// The query checks of a single-resource `GET` (CC's object renderer validates
+/// `inline-relations-depth` there too).
+pub fn check_resource_query(request: &HttpRequest) -> Result<(), ApiError> {
+    for (key, value) in crate::query::query_pairs(request)? {
+        if key == "inline-relations-depth" {
+            check_inline_relations_depth(&value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parsed v2 list parameters.
@@ -52,7 +123,19 @@ pub struct V2Query {
     pub descending: bool,
     /// Raw `q` values, kept for next/prev links.
     raw_q: Vec<String>,
+    /// Other parameters CC carries into next/prev links when they were given.
+    preserved: Vec<(String, String)>,
 }
+
+/// Parameters CC keeps in `next_url`/`prev_url` besides paging, ordering and `q`.
+const PRESERVED_PARAMETERS: &[&str] = &[
+    "inline-relations-depth",
+    "orphan-relations",
+    "exclude-relations",
+    "include-relations",
+    "return_user_provided_service_instances",
+    "after_guid",
+];
 
 impl V2Query {
     /// Parses `q` (repeated, `;`-joined), `page`, `results-per-page`, `order-by`,
@@ -70,8 +153,12 @@ impl V2Query {
             order_by: None,
             descending: false,
             raw_q: Vec::new(),
+            preserved: Vec::new(),
         };
         for (key, value) in pairs {
+            if PRESERVED_PARAMETERS.contains(&key.as_str()) {
+                query.preserved.push((key.clone(), value.clone()));
+            }
             match key.as_str() {
                 "q" => {
                     for condition in split_conditions(&value) {
@@ -103,7 +190,11 @@ impl V2Query {
                 "order-direction" => match value.as_str() {
                     "asc" => query.descending = false,
                     "desc" => query.descending = true,
-                    _ => return Err(ApiError::bad_query("order-direction must be asc or desc")),
+                    _ => {
+                        return Err(ApiError::bad_query(format!(
+                            "order_direction must be 'asc' or 'desc' but was '{value}'"
+                        )))
+                    }
                 },
                 "order-by" => {
                     if !sortable.contains(&value.as_str()) {
@@ -111,18 +202,20 @@ impl V2Query {
                     }
                     query.order_by = Some(value);
                 }
-                // Inline relations are not expanded; every `_guid` and `_url` field is still returned.
-                "inline-relations-depth"
-                | "orphan-relations"
-                | "exclude-relations"
-                | "include-relations"
-                | "recursive"
-                | "async"
-                | "return_user_provided_service_instances" => {}
-                other => return Err(ApiError::bad_query(other)),
+                "inline-relations-depth" => check_inline_relations_depth(&value)?,
+                // CC ignores parameters it does not know (`orphan-relations`, `async`, a
+                // client's own extras), and so does Kiln; only `q` names are strict.
+                _ => {}
             }
         }
         Ok(query)
+    }
+
+    /// Whether any condition names one of `attributes` (to skip loading joins nobody asked for).
+    pub fn names_any(&self, attributes: &[&str]) -> bool {
+        self.conditions
+            .iter()
+            .any(|condition| attributes.contains(&condition.attribute.as_str()))
     }
 
     /// True when every condition on `attribute` accepts `value` (absent conditions accept all).
@@ -130,7 +223,7 @@ impl V2Query {
         self.conditions
             .iter()
             .filter(|condition| condition.attribute == attribute)
-            .all(|condition| condition.values.iter().any(|candidate| candidate == value))
+            .all(|condition| condition.matches(value, |candidate, value| candidate == value))
     }
 
     /// Like [`V2Query::accepts`], comparing names case-insensitively (CC's citext columns).
@@ -138,12 +231,7 @@ impl V2Query {
         self.conditions
             .iter()
             .filter(|condition| condition.attribute == attribute)
-            .all(|condition| {
-                condition
-                    .values
-                    .iter()
-                    .any(|candidate| crate::store::same_name(candidate, value))
-            })
+            .all(|condition| condition.matches(value, crate::store::same_name))
     }
 
     /// True when every condition on `attribute` names one of `values` (a to-many relation: the
@@ -160,7 +248,7 @@ impl V2Query {
                 values
                     .clone()
                     .into_iter()
-                    .any(|value| condition.values.iter().any(|candidate| candidate == value))
+                    .any(|value| condition.matches(value, |candidate, value| candidate == value))
             })
     }
 
@@ -183,7 +271,7 @@ impl V2Query {
         let total_pages = total.div_ceil(self.per_page).max(1);
         let resources: Vec<Value> = items
             .iter()
-            .skip((self.page - 1) * self.per_page)
+            .skip((self.page - 1).saturating_mul(self.per_page))
             .take(self.per_page)
             .map(render)
             .collect();
@@ -200,6 +288,7 @@ impl V2Query {
                 pairs.push(("order-by".into(), order_by.clone()));
             }
             pairs.extend(self.raw_q.iter().map(|q| ("q".to_owned(), q.clone())));
+            pairs.extend(self.preserved.iter().cloned());
             json!(format!(
                 "{path}?{}",
                 serde_urlencoded::to_string(&pairs).unwrap_or_default()
@@ -240,6 +329,8 @@ fn split_conditions(value: &str) -> Vec<String> {
 }
 
 fn parse_condition(condition: &str, attributes: &[&str]) -> Result<Condition, ApiError> {
+    // CC splits once on the first of `:`, `>=`, `<=`, `<`, `>`, ` IN ` in the text; at one
+    // position the longer operator wins (`>=` before `>`).
     let operators = [":", ">=", "<=", "<", ">", " IN "];
     let found = operators
         .iter()
@@ -248,27 +339,37 @@ fn parse_condition(condition: &str, attributes: &[&str]) -> Result<Condition, Ap
                 .find(operator)
                 .map(|position| (position, *operator))
         })
-        .min_by_key(|(position, _)| *position);
+        .min_by_key(|(position, operator)| (*position, std::cmp::Reverse(operator.len())));
     let Some((position, operator)) = found else {
-        return Err(ApiError::bad_query(condition));
+        // A bare attribute is `attribute IS NULL` in CC: valid, and matching nothing here.
+        if !attributes.contains(&condition) {
+            return Err(ApiError::bad_query(condition));
+        }
+        return Ok(Condition {
+            attribute: condition.to_owned(),
+            operator: Operator::Equal,
+            values: Vec::new(),
+        });
     };
     let attribute = &condition[..position];
     let value = &condition[position + operator.len()..];
     if !attributes.contains(&attribute) {
         return Err(ApiError::bad_query(attribute));
     }
-    let values = match operator {
-        ":" => vec![value.to_owned()],
-        " IN " => value.split(',').map(str::to_owned).collect(),
-        _ => {
-            return Err(ApiError::bad_query(format!(
-                "{attribute} does not support {}",
-                operator.trim()
-            )))
-        }
+    let (operator, values) = match operator {
+        " IN " => (
+            Operator::Equal,
+            value.split(',').map(str::to_owned).collect(),
+        ),
+        ":" => (Operator::Equal, vec![value.to_owned()]),
+        "<" => (Operator::Less, vec![value.to_owned()]),
+        "<=" => (Operator::LessOrEqual, vec![value.to_owned()]),
+        ">" => (Operator::Greater, vec![value.to_owned()]),
+        _ => (Operator::GreaterOrEqual, vec![value.to_owned()]),
     };
     Ok(Condition {
         attribute: attribute.to_owned(),
+        operator,
         values,
     })
 }
@@ -279,4 +380,119 @@ pub fn resource(guid: &str, url: &str, created_at: &str, updated_at: &str, entit
         "metadata": {"guid": guid, "url": url, "created_at": created_at, "updated_at": updated_at},
         "entity": entity,
     })
+}
+
+/// The GUIDs each object is related to, by the `q` attribute that names them (an org's
+/// `space_guid`s and `manager_guid`s, a space's `developer_guid`s and `app_guid`s, …), for the
+/// filters CC answers with a join.
+#[derive(Debug, Default)]
+pub(crate) struct Related {
+    by_id: std::collections::HashMap<i32, Vec<(&'static str, String)>>,
+}
+
+impl Related {
+    /// Records that object `id` is related to `guid` through `attribute`.
+    pub(crate) fn add(&mut self, id: i32, attribute: &'static str, guid: &str) {
+        self.by_id
+            .entry(id)
+            .or_default()
+            .push((attribute, guid.to_owned()));
+    }
+
+    /// Whether object `id` passes every `q` condition on the join `attributes`.
+    pub(crate) fn accepted_by(&self, id: i32, query: &V2Query, attributes: &[&str]) -> bool {
+        let related = self.by_id.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        attributes.iter().all(|attribute| {
+            query.accepts_any(
+                attribute,
+                related
+                    .iter()
+                    .filter(|(name, _)| name == attribute)
+                    .map(|(_, guid)| guid.as_str()),
+            )
+        })
+    }
+}
+
+/// A v2 request body decoded as CC's `JsonMessage` does: it must be a JSON object
+/// (`CF-MessageParseError` otherwise), keys CC's message does not define are ignored, and
+/// `null` counts as absent.
+pub(crate) fn body_object(payload: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    payload
+        .as_object()
+        .ok_or_else(|| ApiError::parse("the request body must be a JSON object"))
+}
+
+/// Ruby's class name for a JSON value, as CC's schema errors name it.
+fn ruby_class(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NilClass",
+        Value::Bool(true) => "TrueClass",
+        Value::Bool(false) => "FalseClass",
+        Value::Number(number) if number.is_f64() => "Float",
+        Value::Number(_) => "Integer",
+        Value::String(_) => "String",
+        Value::Array(_) => "Array",
+        Value::Object(_) => "Hash",
+    }
+}
+
+/// An optional string field; another type is CC's schema error (`CF-MessageParseError`).
+pub(crate) fn body_string(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(other) => Err(ApiError::parse(format!(
+            "Field: {field}, Error: Expected instance of String, given an instance of {}",
+            ruby_class(other)
+        ))),
+    }
+}
+
+/// A string field CC's message requires (missing: `CF-MessageParseError`).
+pub(crate) fn body_required_string(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<String, ApiError> {
+    body_string(object, field)?
+        .ok_or_else(|| ApiError::parse(format!("Field: {field}, Error: Missing field {field}")))
+}
+
+/// An optional boolean field; another type is CC's schema error (`CF-MessageParseError`).
+pub(crate) fn body_bool(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(other) => Err(ApiError::parse(format!(
+            "Field: {field}, Error: Expected instance of true or false, given {other}"
+        ))),
+    }
+}
+
+/// An optional integer field; another type, or a number beyond 32 bits, is CC's schema error
+/// (`CF-MessageParseError`).
+pub(crate) fn body_i32(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<i32>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number
+            .as_i64()
+            .and_then(|value| i32::try_from(value).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::parse(format!("Field: {field}, Error: {number} is out of range"))
+            }),
+        Some(other) => Err(ApiError::parse(format!(
+            "Field: {field}, Error: Expected instance of Integer, given an instance of {}",
+            ruby_class(other)
+        ))),
+    }
 }

@@ -2,7 +2,8 @@
 //! `/v2/organizations/:g/{users,managers,billing_managers,auditors}` and
 //! `/v2/spaces/:g/{developers,managers,auditors}` — list (users with `username` when known), add
 //! and remove by user GUID (`PUT|DELETE …/:user_guid`), and by username through UAA
-//! (`PUT …` with `{"username"[,"origin"]}`, `DELETE …` with that body, or `POST …/remove`).
+//! (`PUT …` with `{"username"[,"origin"]}`, `DELETE …` with that body, or `POST …/remove`);
+//! and `…/user_roles`, every user with a role there and the CC names of those roles.
 //!
 //! CC's v2 rules kept here: adds are idempotent (201 with the parent resource), a space role needs
 //! the user to be an org *user* first (400 `CF-InvalidRelation`), removing an org user who still
@@ -36,6 +37,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
     ] {
         let collection = scope.collection();
         config
+            .service(
+                resource(&format!("/v2/{collection}/{{guid}}/user_roles"))
+                    .app_data(web::Data::new(scope))
+                    .route(web::get().to(list_user_roles)),
+            )
             .service(
                 resource(&format!(
                     "/v2/{collection}/{{guid}}/{{relation:{relations}}}/remove"
@@ -334,6 +340,17 @@ pub(crate) fn add_by_user_guid(
     let permissions = Permissions::load(conn, caller)?;
     let target = load_target(conn, &permissions, scope, target_guid)?;
     require_update(&permissions, &target)?;
+    // CC creates the user row for an unknown GUID; one with control characters could not be
+    // stored (PostgreSQL refuses NUL), so it is an unknown relation instead.
+    if user_guid.chars().any(char::is_control) {
+        return Err(ApiError::with_args(
+            ErrorKind::InvalidRelation,
+            &[&format!(
+                "Could not find VCAP::CloudController::User with guid: {}",
+                user_guid.escape_debug()
+            )],
+        ));
+    }
     let user = store::users::ensure(
         conn,
         user_guid,
@@ -455,6 +472,82 @@ async fn list(
                 .collect();
             let path = format!("/v2/{}/{guid}/{relation}", scope.collection());
             Ok(query.envelope(users, &path, |row| &row.guid, super::users::render))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// CC's names for the roles a user holds on the target, in CC's order.
+fn role_names(scope: Scope, held: &[&str]) -> Vec<&'static str> {
+    let names: &[(RoleType, &str)] = match scope {
+        Scope::Organization => &[
+            (RoleType::OrganizationUser, "org_user"),
+            (RoleType::OrganizationManager, "org_manager"),
+            (RoleType::OrganizationAuditor, "org_auditor"),
+            (RoleType::OrganizationBillingManager, "billing_manager"),
+        ],
+        Scope::Space => &[
+            (RoleType::SpaceDeveloper, "space_developer"),
+            (RoleType::SpaceManager, "space_manager"),
+            (RoleType::SpaceAuditor, "space_auditor"),
+        ],
+    };
+    names
+        .iter()
+        .filter(|(role_type, _)| held.contains(&role_type.as_str()))
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+/// `GET /v2/organizations/:g/user_roles` and `GET /v2/spaces/:g/user_roles`: every user with a
+/// role there, each with `organization_roles` or `space_roles` (`q=user_guid:` narrows to one).
+async fn list_user_roles(
+    state: web::Data<AppState>,
+    scope: web::Data<Scope>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let scope = **scope;
+    let guid = path.into_inner();
+    let query = V2Query::parse(&request, &["user_guid"], &["id"])?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let target = load_target(conn, &permissions, scope, &guid)?;
+            let roles: Vec<_> = store::roles::list_in_org(conn, target.org().id)?
+                .into_iter()
+                .filter(|role| role.space_id == target.space_id())
+                .collect();
+            let users: Vec<(UserRow, Vec<&'static str>)> = store::users::list(conn)?
+                .into_iter()
+                .filter(|row| query.accepts("user_guid", &row.guid))
+                .filter_map(|row| {
+                    let held: Vec<&str> = roles
+                        .iter()
+                        .filter(|role| role.user_id == row.id)
+                        .map(|role| role.role_type.as_str())
+                        .collect();
+                    let names = role_names(scope, &held);
+                    (!names.is_empty()).then_some((row, names))
+                })
+                .collect();
+            let key = match scope {
+                Scope::Organization => "organization_roles",
+                Scope::Space => "space_roles",
+            };
+            let path = format!("/v2/{}/{guid}/user_roles", scope.collection());
+            Ok(query.envelope(
+                users,
+                &path,
+                |(row, _)| &row.guid,
+                |(row, names)| {
+                    let mut rendered = super::users::render(row);
+                    rendered["entity"][key] = serde_json::json!(names);
+                    rendered
+                },
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

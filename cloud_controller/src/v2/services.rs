@@ -2,10 +2,12 @@
 //! (`ServiceRunner`) as v3. Reads: `/v2/service_brokers`, `/v2/services`, `/v2/service_plans`,
 //! `/v2/service_instances` (with `return_user_provided_service_instances`),
 //! `/v2/user_provided_service_instances`, `/v2/service_bindings`, `/v2/service_keys`,
-//! `/v2/service_plan_visibilities`. Writes answer as CC v2 does: brokers are registered with a
-//! synchronous catalog fetch; instance, binding and key operations wait for the broker's first
-//! answer (201/204 when done, 202 with `last_operation` `in progress` when it works
-//! asynchronously — later v2 GETs follow the polling — or the broker's error).
+//! `/v2/service_plan_visibilities`, and the space's and org's lists (`/v2/spaces/:g/services`,
+//! `/v2/spaces/:g/service_instances`, `/v2/organizations/:g/services`). Writes answer as CC v2
+//! does: brokers are registered with a synchronous catalog fetch; instance, binding and key
+//! operations wait for the broker's first answer (201/204 when done, 202 with `last_operation`
+//! `in progress` when it works asynchronously — later v2 GETs follow the polling — or the
+//! broker's error).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
@@ -100,6 +102,14 @@ pub fn configure(config: &mut web::ServiceConfig) {
             resource("/v2/service_keys/{guid}")
                 .route(web::get().to(get_key))
                 .route(web::delete().to(delete_key)),
+        )
+        .service(
+            resource("/v2/spaces/{guid}/service_instances")
+                .route(web::get().to(list_space_instances)),
+        )
+        .service(resource("/v2/spaces/{guid}/services").route(web::get().to(list_space_services)))
+        .service(
+            resource("/v2/organizations/{guid}/services").route(web::get().to(list_org_services)),
         );
 }
 
@@ -386,17 +396,7 @@ async fn list_services(
     MaybeUser(user): MaybeUser,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = V2Query::parse(
-        &request,
-        &[
-            "active",
-            "label",
-            "provider",
-            "service_broker_guid",
-            "unique_id",
-        ],
-        &["label", "id"],
-    )?;
+    let query = V2Query::parse(&request, SERVICE_QUERY_PARAMETERS, &["label", "id"])?;
     let body = state
         .db
         .run(move |conn| {
@@ -405,28 +405,136 @@ async fn list_services(
                 .map(|user| Permissions::load(conn, user))
                 .transpose()?;
             let index = CatalogIndex::load(conn)?;
-            let mut offerings: Vec<&ServiceOfferingRow> = index
-                .offerings
-                .values()
-                .filter(|offering| offering_visible(&index, permissions.as_ref(), offering))
-                .filter(|offering| {
-                    let broker = index
-                        .brokers
-                        .get(&offering.service_broker_id)
-                        .map_or("", |broker| broker.guid.as_str());
-                    query.accepts("label", &offering.name)
-                        && query.accepts("active", if offering.active { "true" } else { "false" })
-                        && query.accepts("service_broker_guid", broker)
-                        && query.accepts("unique_id", &offering.broker_id)
+            Ok(offering_page(&index, &query, "/v2/services", |offering| {
+                offering_visible(&index, permissions.as_ref(), offering)
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// CC's `ServicesController.query_parameters`.
+const SERVICE_QUERY_PARAMETERS: &[&str] = &[
+    "active",
+    "label",
+    "provider",
+    "service_broker_guid",
+    "unique_id",
+];
+
+/// The offerings `include` admits that pass the `q` conditions, in creation order, as a v2
+/// list at `path`.
+fn offering_page(
+    index: &CatalogIndex,
+    query: &V2Query,
+    path: &str,
+    include: impl Fn(&ServiceOfferingRow) -> bool,
+) -> Value {
+    let mut offerings: Vec<&ServiceOfferingRow> = index
+        .offerings
+        .values()
+        .filter(|offering| include(offering))
+        .filter(|offering| {
+            let broker = index
+                .brokers
+                .get(&offering.service_broker_id)
+                .map_or("", |broker| broker.guid.as_str());
+            query.accepts("label", &offering.name)
+                && query.accepts("active", if offering.active { "true" } else { "false" })
+                && query.accepts("service_broker_guid", broker)
+                && query.accepts("unique_id", &offering.broker_id)
+        })
+        .collect();
+    offerings.sort_by_key(|offering| offering.id);
+    query.envelope(
+        offerings,
+        path,
+        |offering| &offering.name,
+        |offering| render_service(index, offering),
+    )
+}
+
+/// `GET /v2/spaces/:g/services`: the offerings with a plan that may be used in the space
+/// (public, made visible to its org, or from a broker scoped to this space).
+async fn list_space_services(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = V2Query::parse(&request, SERVICE_QUERY_PARAMETERS, &["label", "id"])?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, _org) = crate::v3::spaces::visible_space(conn, &permissions, &guid)
+                .map_err(|_| ApiError::with_args(ErrorKind::SpaceNotFound, &[&guid]))?;
+            let index = CatalogIndex::load(conn)?;
+            let path = format!("/v2/spaces/{}/services", space.guid);
+            Ok(offering_page(&index, &query, &path, |offering| {
+                index.plans.iter().any(|plan| {
+                    plan.service_offering_id == offering.id
+                        && index.plan_available_in_space(plan, &space)
                 })
-                .collect();
-            offerings.sort_by_key(|offering| offering.id);
-            Ok(query.envelope(
-                offerings,
-                "/v2/services",
-                |offering| &offering.name,
-                |offering| render_service(&index, offering),
-            ))
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Whether the plan may be used in the org: public or made visible to it (global brokers), or
+/// from a broker scoped to one of its spaces that the caller sees.
+fn plan_available_in_org(
+    index: &CatalogIndex,
+    permissions: &Permissions,
+    plan: &ServicePlanRow,
+    org_id: i32,
+) -> bool {
+    let Some(broker) = index.broker_of_plan(plan) else {
+        return false;
+    };
+    match broker.space_id {
+        Some(space_id) => index.spaces.get(&space_id).is_some_and(|space| {
+            space.organization_id == org_id
+                && permissions.can_read_space(space.id, space.organization_id)
+        }),
+        None => {
+            plan.public
+                || index
+                    .visibilities
+                    .get(&plan.id)
+                    .into_iter()
+                    .flatten()
+                    .any(|visibility| visibility.organization_id == org_id)
+        }
+    }
+}
+
+/// `GET /v2/organizations/:g/services`: the offerings with a plan that may be used in the org.
+async fn list_org_services(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = V2Query::parse(&request, SERVICE_QUERY_PARAMETERS, &["label", "id"])?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let org = store::orgs::find(conn, &guid)?
+                .filter(|org| permissions.can_read_org(org.id))
+                .ok_or_else(|| ApiError::with_args(ErrorKind::OrganizationNotFound, &[&guid]))?;
+            let index = CatalogIndex::load(conn)?;
+            let path = format!("/v2/organizations/{}/services", org.guid);
+            Ok(offering_page(&index, &query, &path, |offering| {
+                index.plans.iter().any(|plan| {
+                    plan.service_offering_id == offering.id
+                        && plan_available_in_org(&index, &permissions, plan, org.id)
+                })
+            }))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -581,7 +689,17 @@ fn instance_page(
         instances,
         path,
         |instance| &instance.name,
-        |instance| render_instance(&index, instance),
+        |instance| {
+            let mut rendered = render_instance(&index, instance);
+            // As for a single instance: user-provided credentials only for secret readers.
+            if instance.instance_type == USER_PROVIDED
+                && !permissions.can_read_secrets_in_space(instance.space_id)
+            {
+                rendered["entity"]["credentials"] =
+                    json!({"redacted_message": "[PRIVATE DATA HIDDEN]"});
+            }
+            rendered
+        },
     ))
 }
 
@@ -612,6 +730,88 @@ async fn list_instances(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /v2/spaces/:g/service_instances[?return_user_provided_service_instances=true]`: the
+/// space's managed instances, and its user-provided ones with the flag.
+async fn list_space_instances(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = V2Query::parse(
+        &request,
+        &[
+            "name",
+            "space_guid",
+            "service_plan_guid",
+            "organization_guid",
+        ],
+        &["name", "id"],
+    )?;
+    let with_user_provided = crate::query::query_pairs(&request)?
+        .iter()
+        .any(|(key, value)| key == "return_user_provided_service_instances" && value == "true");
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let permissions = Permissions::load(conn, &user)?;
+            let (space, _org) = crate::v3::spaces::visible_space(conn, &permissions, &guid)
+                .map_err(|_| ApiError::with_args(ErrorKind::SpaceNotFound, &[&guid]))?;
+            let path = format!("/v2/spaces/{}/service_instances", space.guid);
+            instance_page(conn, &user, &query, &path, |instance| {
+                instance.space_id == space.id
+                    && (with_user_provided || instance.instance_type != USER_PROVIDED)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The `services` of `GET /v2/spaces/:g/summary`: each instance with its plan and offering
+/// (absent for user-provided instances, which is how cf tells them apart) and how many apps
+/// are bound to it.
+pub(crate) fn summary_instances(
+    conn: &mut DbConn,
+    instances: &[ServiceInstanceRow],
+    bound_app_count: impl Fn(i32) -> usize,
+) -> Result<Vec<Value>, ApiError> {
+    let index = CatalogIndex::load(conn)?;
+    Ok(instances
+        .iter()
+        .map(|instance| {
+            let mut summary = json!({
+                "guid": instance.guid,
+                "name": instance.name,
+                "bound_app_count": bound_app_count(instance.id),
+                "last_operation": last_operation(instance),
+                "dashboard_url": instance.dashboard_url,
+                "maintenance_info": instance.maintenance_info.as_deref().map_or(json!({}), parse),
+            });
+            let plan = instance
+                .service_plan_id
+                .and_then(|id| index.plans.iter().find(|plan| plan.id == id));
+            if let Some(plan) = plan {
+                let offering = index.offerings.get(&plan.service_offering_id);
+                let broker = index.broker_of_plan(plan);
+                summary["service_broker_name"] = json!(broker.map(|broker| broker.name.clone()));
+                summary["service_plan"] = json!({
+                    "guid": plan.guid,
+                    "name": plan.name,
+                    "maintenance_info": plan.maintenance_info.as_deref().map_or(json!({}), parse),
+                    "service": {
+                        "guid": offering.map(|offering| offering.guid.clone()),
+                        "label": offering.map(|offering| offering.name.clone()),
+                        "provider": null,
+                        "version": null,
+                    },
+                });
+            }
+            summary
+        })
+        .collect())
 }
 
 async fn list_upsis(

@@ -3,7 +3,7 @@
 //! and the per-user relations `organizations`, `managed_organizations`,
 //! `billing_managed_organizations`, `audited_organizations`, `spaces`, `managed_spaces` and
 //! `audited_spaces` — listed, added (admin, 201 with the user) and removed (204) over the same
-//! roles the org and space endpoints and `/v3/roles` use.
+//! roles the org and space endpoints and `/v3/roles` use — and the user's summary.
 
 use std::collections::HashMap;
 
@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use crate::app::{resource, AppState};
 use crate::auth::CurrentUser;
-use crate::body;
 use crate::db::models::{RoleRow, UserRow};
 use crate::db::DbConn;
 use crate::error::{ApiError, ErrorKind};
@@ -83,6 +82,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::get().to(get))
                 .route(web::delete().to(delete)),
         )
+        .service(resource("/v2/users/{guid}/summary").route(web::get().to(summary)))
         .service(
             resource(&format!(
                 "/v2/users/{{guid}}/{{relation:{RELATION_PATTERN}}}"
@@ -225,7 +225,9 @@ async fn get(
     state: web::Data<AppState>,
     user: CurrentUser,
     path: web::Path<String>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    super::check_resource_query(&request)?;
     let guid = path.into_inner();
     let body = state
         .db
@@ -239,12 +241,19 @@ async fn create(
     user: CurrentUser,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |error: ApiError| ApiError::with_args(ErrorKind::UserInvalid, &[&error.detail]);
-    let object = body::object(&payload, &["guid"]).map_err(invalid)?;
-    let guid = body::optional_string(object, "guid")
-        .map_err(invalid)?
+    let object = super::body_object(&payload)?;
+    let guid = Some(super::body_required_string(object, "guid")?)
         .filter(|guid| !guid.trim().is_empty())
         .ok_or_else(|| ApiError::with_args(ErrorKind::UserInvalid, &["guid presence"]))?;
+    // A GUID with control characters could not be stored (PostgreSQL refuses NUL) or found again.
+    if guid.chars().any(char::is_control) {
+        return Err(ApiError::with_args(
+            ErrorKind::UserInvalid,
+            &["guid format"],
+        ));
+    }
+    super::body_bool(object, "admin")?;
+    super::body_string(object, "default_space_guid")?;
     if !user.is_admin() {
         return Err(ApiError::forbidden());
     }
@@ -328,8 +337,12 @@ async fn list_related(
     let (guid, relation_name) = path.into_inner();
     let (role_type, scope) = relation(&relation_name)?;
     let query = match scope {
-        Scope::Organization => V2Query::parse(&request, &["name", "status"], &["name", "id"])?,
-        Scope::Space => V2Query::parse(&request, &["name", "organization_guid"], &["name", "id"])?,
+        Scope::Organization => V2Query::parse(
+            &request,
+            super::organizations::QUERY_PARAMETERS,
+            &["name", "id"],
+        )?,
+        Scope::Space => V2Query::parse(&request, super::spaces::QUERY_PARAMETERS, &["name", "id"])?,
     };
     let body = state
         .db
@@ -341,19 +354,20 @@ async fn list_related(
             let orgs = store::orgs::list(conn)?;
             match scope {
                 Scope::Organization => {
-                    let rendered: Vec<(String, Value)> = orgs
-                        .iter()
+                    let held: Vec<_> = orgs
+                        .into_iter()
                         .filter(|org| {
                             permissions.can_read_org(org.id)
                                 && holds(&roles, role_type, org.id, None)
-                                && query.accepts_name("name", &org.name)
-                                && query.accepts(
-                                    "status",
-                                    if org.suspended { "suspended" } else { "active" },
-                                )
                         })
-                        .map(|org| Ok((org.name.clone(), super::organizations::render(conn, org)?)))
-                        .collect::<Result<_, ApiError>>()?;
+                        .collect();
+                    let rendered: Vec<(String, Value)> =
+                        super::organizations::matching(conn, &query, held)?
+                            .iter()
+                            .map(|org| {
+                                Ok((org.name.clone(), super::organizations::render(conn, org)?))
+                            })
+                            .collect::<Result<_, ApiError>>()?;
                     Ok(query.envelope(
                         rendered,
                         &path,
@@ -369,12 +383,11 @@ async fn list_related(
                         .filter_map(|space| {
                             let org_guid = org_guids.get(&space.organization_id)?.clone();
                             let keep = permissions.can_read_space(space.id, space.organization_id)
-                                && holds(&roles, role_type, space.organization_id, Some(space.id))
-                                && query.accepts_name("name", &space.name)
-                                && query.accepts("organization_guid", &org_guid);
+                                && holds(&roles, role_type, space.organization_id, Some(space.id));
                             keep.then_some((space, org_guid))
                         })
                         .collect();
+                    let spaces = super::spaces::matching(conn, &query, spaces)?;
                     Ok(query.envelope(
                         spaces,
                         &path,
@@ -447,4 +460,140 @@ async fn remove_related(
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// CC's summary presenters: `metadata` without a URL, and a small entity.
+fn summary_resource(guid: &str, created_at: &str, updated_at: &str, entity: Value) -> Value {
+    json!({
+        "metadata": {"guid": guid, "created_at": created_at, "updated_at": updated_at},
+        "entity": entity,
+    })
+}
+
+/// `GET /v2/users/:g/summary` (the user themself, admins and read-only admins): the user's orgs
+/// and spaces per relation, each org with its spaces, quota and managers inlined, as CC's
+/// `UserSummaryPresenter` does.
+async fn summary(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let subject = readable_user(conn, &user, &guid)?;
+            let roles = store::roles::list(conn)?;
+            let orgs = store::orgs::list(conn)?;
+            let spaces = store::spaces::list(conn)?;
+            let users: HashMap<i32, UserRow> = store::users::list(conn)?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect();
+            let quotas: HashMap<i32, crate::db::models::QuotaRow> =
+                store::reference_data::list_quotas(conn)?
+                    .into_iter()
+                    .map(|quota| (quota.id, quota))
+                    .collect();
+            let present_space = |space: &crate::db::models::SpaceRow| {
+                summary_resource(
+                    &space.guid,
+                    &space.created_at,
+                    &space.updated_at,
+                    json!({"name": space.name}),
+                )
+            };
+            let present_org = |org: &crate::db::models::OrgRow| {
+                let quota = quotas.get(&org.quota_definition_id).map(|quota| {
+                    summary_resource(
+                        &quota.guid,
+                        &quota.created_at,
+                        &quota.updated_at,
+                        json!({
+                            "name": quota.name,
+                            "non_basic_services_allowed": quota.non_basic_services_allowed,
+                            "total_services": quota.total_services,
+                            "memory_limit": quota.memory_limit,
+                            "trial_db_allowed": false,
+                            "total_routes": quota.total_routes,
+                            "instance_memory_limit": quota.instance_memory_limit,
+                            "total_private_domains": quota.total_private_domains,
+                            "app_instance_limit": quota.app_instance_limit,
+                            "app_task_limit": quota.app_task_limit,
+                        }),
+                    )
+                });
+                let managers: Vec<Value> = roles
+                    .iter()
+                    .filter(|role| {
+                        role.organization_id == org.id
+                            && role.space_id.is_none()
+                            && role.role_type == RoleType::OrganizationManager.as_str()
+                    })
+                    .filter_map(|role| users.get(&role.user_id))
+                    .map(|manager| {
+                        summary_resource(
+                            &manager.guid,
+                            &manager.created_at,
+                            &manager.updated_at,
+                            json!({"admin": false, "active": false, "default_space_guid": null}),
+                        )
+                    })
+                    .collect();
+                summary_resource(
+                    &org.guid,
+                    &org.created_at,
+                    &org.updated_at,
+                    json!({
+                        "name": org.name,
+                        "billing_enabled": org.billing_enabled,
+                        "status": if org.suspended { "suspended" } else { "active" },
+                        "spaces": spaces
+                            .iter()
+                            .filter(|space| space.organization_id == org.id)
+                            .map(present_space)
+                            .collect::<Vec<_>>(),
+                        "quota_definition": quota,
+                        "managers": managers,
+                    }),
+                )
+            };
+            let held = |role_type: RoleType| -> Vec<&RoleRow> {
+                roles
+                    .iter()
+                    .filter(|role| {
+                        role.user_id == subject.id && role.role_type == role_type.as_str()
+                    })
+                    .collect()
+            };
+            let mut entity = serde_json::Map::new();
+            for (relation, role_type, _) in RELATIONS {
+                let held = held(*role_type);
+                let presented: Vec<Value> = if role_type.is_space_role() {
+                    spaces
+                        .iter()
+                        .filter(|space| held.iter().any(|role| role.space_id == Some(space.id)))
+                        .map(present_space)
+                        .collect()
+                } else {
+                    orgs.iter()
+                        .filter(|org| {
+                            held.iter().any(|role| {
+                                role.space_id.is_none() && role.organization_id == org.id
+                            })
+                        })
+                        .map(present_org)
+                        .collect()
+                };
+                entity.insert((*relation).to_owned(), Value::Array(presented));
+            }
+            Ok(summary_resource(
+                &subject.guid,
+                &subject.created_at,
+                &subject.updated_at,
+                Value::Object(entity),
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
 }

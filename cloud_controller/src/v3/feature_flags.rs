@@ -28,6 +28,7 @@ async fn list(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = ListQuery::parse(&request, &[], &[SortKey::Name])?;
+    query.require_name_order()?;
     let base = state.external_url.clone();
     let body = state
         .db
@@ -82,27 +83,18 @@ async fn update(
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let object = body::object(&payload, &["enabled", "custom_error_message"])?;
-    let enabled = body::optional_bool(object, "enabled")?;
-    let message = match object.get("custom_error_message") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(text)) if !text.trim().is_empty() => Some(Some(text.clone())),
-        Some(_) => {
-            return Err(ApiError::unprocessable(
-                "Custom error message must be a non-empty string",
-            ))
-        }
-    };
+    let payload = payload.into_inner();
     let base = state.external_url.clone();
     let body = state
         .db
         .run(move |conn| {
+            // CC's order: unknown flag (404), then not an admin (403), then the body (422).
             store::reference_data::find_flag(conn, &name)?
                 .ok_or_else(|| ApiError::not_found("Feature flag"))?;
             if !user.is_admin() {
                 return Err(ApiError::forbidden());
             }
+            let (enabled, message) = parse_update(&payload)?;
             let flag = store::reference_data::update_flag(
                 conn,
                 &name,
@@ -113,4 +105,47 @@ async fn update(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Most characters CC allows in a flag's `custom_error_message`.
+const MAX_CUSTOM_ERROR_MESSAGE: usize = 250;
+
+/// What a PATCH changes: `enabled` when given, and the custom message when given
+/// (`Some(None)` clears it).
+type FlagChange = (Option<bool>, Option<Option<String>>);
+
+/// Validates a PATCH body as CC's FeatureFlagsUpdateMessage does.
+fn parse_update(payload: &Value) -> Result<FlagChange, ApiError> {
+    let object = body::object(payload, &["enabled", "custom_error_message"])?;
+    // CC validates `enabled` whenever it is given, so `null` is not a boolean either.
+    let enabled = match object.get("enabled") {
+        None => None,
+        Some(Value::Bool(enabled)) => Some(*enabled),
+        Some(_) => return Err(ApiError::unprocessable("Enabled must be a boolean")),
+    };
+    let message = match object.get("custom_error_message") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) if text.is_empty() => {
+            return Err(ApiError::unprocessable(
+                "Custom error message is too short (minimum is 1 character)",
+            ))
+        }
+        Some(Value::String(text)) if text.chars().count() > MAX_CUSTOM_ERROR_MESSAGE => {
+            return Err(ApiError::unprocessable(format!(
+                "Custom error message is too long (maximum is {MAX_CUSTOM_ERROR_MESSAGE} characters)"
+            )))
+        }
+        // CC's FF_ERROR_MESSAGE_REGEX: printable characters only.
+        Some(Value::String(text)) if text.chars().any(char::is_control) => {
+            return Err(ApiError::unprocessable("error_message format"))
+        }
+        Some(Value::String(text)) => Some(Some(text.clone())),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "Custom error message must be a string",
+            ))
+        }
+    };
+    Ok((enabled, message))
 }

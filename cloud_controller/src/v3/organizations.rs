@@ -187,13 +187,20 @@ async fn create(
     user: CurrentUser,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::object(&payload, &["name", "suspended"])?;
-    let name = body::name(object, true)?.unwrap_or_default();
-    let suspended = body::optional_bool(object, "suspended")?.unwrap_or(false);
+    let payload = payload.into_inner();
     let base = state.external_url.clone();
     let body = state
         .db
         .run(move |conn| {
+            // CC refuses a caller who may not create orgs at all before reading the body.
+            if !user.is_admin() && !store::reference_data::flag_enabled(conn, "user_org_creation")?
+            {
+                return Err(ApiError::forbidden());
+            }
+            let object = body::object(&payload, &["name", "suspended", "metadata"])?;
+            body::no_metadata(object)?;
+            let name = body::name(object, true)?.unwrap_or_default();
+            let suspended = body::optional_bool(object, "suspended")?.unwrap_or(false);
             let org = create_org(conn, &user, &name, suspended, name_taken)?;
             render(conn, &base, &org)
         })
@@ -207,19 +214,25 @@ async fn update(
     path: web::Path<String>,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::object(&payload, &["name", "suspended"])?;
-    let name = body::name(object, false)?;
-    let suspended = body::optional_bool(object, "suspended")?;
+    let payload = payload.into_inner();
     let guid = path.into_inner();
     let base = state.external_url.clone();
     let body = state
         .db
         .run(move |conn| {
+            // CC's order: invisible (404), not a manager (403), suspended (403), then the body.
             let permissions = Permissions::load(conn, &user)?;
             let org = visible_org(conn, &permissions, &guid)?;
-            if !permissions.can_write_org(org.id)
-                || (suspended.is_some() && !permissions.can_write_globally())
-            {
+            if !permissions.can_write_org(org.id) {
+                return Err(ApiError::forbidden());
+            }
+            permissions.require_active_org(&org)?;
+            let object = body::object(&payload, &["name", "suspended", "metadata"])?;
+            body::no_metadata(object)?;
+            let name = body::name(object, false)?;
+            let suspended = body::optional_bool(object, "suspended")?;
+            // CC's suspended_by_non_admin?: only suspending needs an admin.
+            if suspended == Some(true) && !permissions.can_write_globally() {
                 return Err(ApiError::forbidden());
             }
             let taken_name = name.clone().unwrap_or_default();
@@ -404,16 +417,8 @@ async fn usage_summary(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let org = visible_org(conn, &permissions, &guid)?;
-            let private_domains = store::reference_data::list_domains(conn)?
-                .iter()
-                .filter(|domain| domain.owning_organization_id == Some(org.id))
-                .count();
-            // Apps, routes and services do not exist in Kiln yet, so their usage is truly zero.
             Ok(json!({
-                "usage_summary": {
-                    "started_instances": 0, "memory_in_mb": 0, "routes": 0, "service_instances": 0,
-                    "reserved_ports": 0, "domains": private_domains, "per_app_tasks": 0, "service_keys": 0,
-                },
+                "usage_summary": usage(conn, &org)?,
                 "links": {
                     "self": {"href": format!("{base}/v3/organizations/{}/usage_summary", org.guid)},
                     "organization": {"href": format!("{base}/v3/organizations/{}", org.guid)},
@@ -446,4 +451,59 @@ async fn default_isolation_segment(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// CC's OrganizationUsageSummaryPresenter: instances and memory of started processes, routes,
+/// managed service instances, service keys and private domains in the org. Kiln has no TCP
+/// routes (reserved ports) and no tasks, so those are zero.
+fn usage(conn: &mut DbConn, org: &OrgRow) -> Result<Value, ApiError> {
+    let space_ids: std::collections::HashSet<i32> = store::spaces::list_in_org(conn, org.id)?
+        .iter()
+        .map(|space| space.id)
+        .collect();
+    let started_apps: std::collections::HashSet<i32> = store::apps::list(conn)?
+        .iter()
+        .filter(|app| space_ids.contains(&app.space_id) && app.state == "STARTED")
+        .map(|app| app.id)
+        .collect();
+    let (mut started_instances, mut memory_in_mb) = (0i64, 0i64);
+    for process in store::apps::list_processes(conn)? {
+        if started_apps.contains(&process.app_id) {
+            started_instances += i64::from(process.instances);
+            memory_in_mb += i64::from(process.instances) * i64::from(process.memory_in_mb);
+        }
+    }
+    let routes = store::routes::list(conn)?
+        .iter()
+        .filter(|route| space_ids.contains(&route.space_id))
+        .count();
+    let instances: std::collections::HashMap<i32, bool> = store::services::list_instances(conn)?
+        .iter()
+        .filter(|instance| space_ids.contains(&instance.space_id))
+        .map(|instance| {
+            (
+                instance.id,
+                instance.instance_type == store::services::MANAGED,
+            )
+        })
+        .collect();
+    let service_keys = store::services::list_bindings(conn)?
+        .iter()
+        .filter(|binding| binding.binding_type == "key")
+        .filter(|binding| instances.contains_key(&binding.service_instance_id))
+        .count();
+    let private_domains = store::reference_data::list_domains(conn)?
+        .iter()
+        .filter(|domain| domain.owning_organization_id == Some(org.id))
+        .count();
+    Ok(json!({
+        "started_instances": started_instances,
+        "memory_in_mb": memory_in_mb,
+        "routes": routes,
+        "service_instances": instances.values().filter(|managed| **managed).count(),
+        "reserved_ports": 0,
+        "domains": private_domains,
+        "per_app_tasks": 0,
+        "service_keys": service_keys,
+    }))
 }

@@ -15,7 +15,7 @@ use crate::db::models::{OrgRow, RoleRow, SpaceRow, UserRow};
 use crate::db::DbConn;
 use crate::error::ApiError;
 use crate::permissions::{require_feature_flag, Permissions, RoleType};
-use crate::query::{list_body, ListQuery};
+use crate::query::{as_unprocessable, list_body, ListQuery};
 use crate::store::{self, StoreError};
 use crate::uaa_client::UaaUser;
 use crate::v3::present;
@@ -178,15 +178,11 @@ async fn list(
             "include",
         ],
         &[],
-    )?;
-    query.check_include(INCLUDES)?;
-    if let Some(types) = query.list("types") {
-        if let Some(bad) = types.iter().find(|value| RoleType::parse(value).is_none()) {
-            return Err(ApiError::bad_query(format!(
-                "Types has an invalid value: '{bad}'"
-            )));
-        }
-    }
+    )
+    .and_then(|query| query.check_include(INCLUDES).map(|()| query))
+    // CC's RolesController answers bad list parameters with 422, and filters `types` without
+    // checking the values (an unknown type matches nothing).
+    .map_err(as_unprocessable)?;
     let base = state.external_url.clone();
     let body = state
         .db
@@ -229,8 +225,9 @@ async fn get(
     path: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = ListQuery::parse(&request, &["include"], &[])?;
-    query.check_include(INCLUDES)?;
+    let query = ListQuery::parse(&request, &["include"], &[])
+        .and_then(|query| query.check_include(INCLUDES).map(|()| query))
+        .map_err(as_unprocessable)?;
     let guid = path.into_inner();
     let base = state.external_url.clone();
     let body = state
@@ -276,103 +273,144 @@ pub(crate) struct NewRoleRequest {
     pub target: RoleTarget,
 }
 
+/// CC's RoleCreateMessage, with its messages (the nested relationship errors come out as
+/// "Relationships …").
 fn parse_create(payload: &Value) -> Result<NewRoleRequest, ApiError> {
     let object = body::object(payload, &["type", "relationships"])?;
-    let allowed: Vec<&str> = RoleType::ALL.iter().map(|role| role.as_str()).collect();
-    let type_error = || {
-        ApiError::unprocessable(format!(
-            "Type must be one of the allowed types: {}",
-            allowed.join(", ")
-        ))
+    let role_type = object
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(RoleType::parse)
+        .ok_or_else(|| {
+            // CC lists ORGANIZATION_ROLES then SPACE_ROLES, as a Ruby array.
+            let allowed = [
+                "organization_auditor",
+                "organization_manager",
+                "organization_billing_manager",
+                "organization_user",
+                "space_auditor",
+                "space_manager",
+                "space_developer",
+                "space_supporter",
+            ]
+            .map(|name| format!("\"{name}\""))
+            .join(", ");
+            ApiError::unprocessable(format!("Type must be one of the allowed types [{allowed}]"))
+        })?;
+    let relationships = match object.get("relationships") {
+        Some(Value::Object(relationships)) if relationships.is_empty() => {
+            return Err(ApiError::unprocessable(
+                "Relationships 'relationships' must include one or more valid relationships",
+            ))
+        }
+        Some(Value::Object(relationships)) => relationships,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "Relationships 'relationships' is not an object",
+            ))
+        }
     };
-    let role_type = body::optional_string(object, "type")
-        .map_err(|_| type_error())?
-        .and_then(|value| RoleType::parse(&value))
-        .ok_or_else(type_error)?;
-    let relationships = object
-        .get("relationships")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::unprocessable("Relationships must be an object"))?;
-    if let Some(unknown) = relationships
+    let invalid = |message: String| ApiError::unprocessable(format!("Relationships {message}"));
+    let unknown: Vec<&str> = relationships
         .keys()
-        .find(|key| !["user", "organization", "space"].contains(&key.as_str()))
-    {
-        return Err(ApiError::unprocessable(format!(
-            "Relationships has unknown field(s): '{unknown}'"
+        .map(String::as_str)
+        .filter(|key| !["user", "organization", "space"].contains(key))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(invalid(format!(
+            "Unknown field(s): '{}'",
+            unknown.join("', '")
         )));
     }
-    let user_data = relationships
-        .get("user")
-        .and_then(|user| user.get("data"))
-        .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::unprocessable("Relationships user can't be blank"))?;
-    let text = |key: &str| -> Result<Option<String>, ApiError> {
-        match user_data.get(key) {
+    let data = |relation: &str| {
+        relationships
+            .get(relation)
+            .and_then(|related| related.get("data"))
+    };
+    let user_data = data("user").and_then(Value::as_object);
+    let has = |key: &str| user_data.is_some_and(|user| user.contains_key(key));
+    let text = |key: &str, label: &str| -> Result<Option<String>, ApiError> {
+        match user_data.and_then(|user| user.get(key)) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(value)) => Ok(Some(value.clone())),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "User {key} must be a string"
-            ))),
+            Some(_) => Err(invalid(format!("{label} must be a string"))),
         }
     };
-    let user = match (text("guid")?, text("username")?, text("origin")?) {
-        (Some(_), Some(_), _) => {
-            return Err(ApiError::unprocessable(
-                "User cannot pass both a guid and a username",
-            ))
+    let user = if has("guid") && has("username") {
+        return Err(invalid(
+            "Username cannot be specified when identifying user by guid".into(),
+        ));
+    } else if has("guid") && has("origin") {
+        return Err(invalid(
+            "User origin cannot be specified when identifying user by guid".into(),
+        ));
+    } else if has("origin") && !has("username") {
+        return Err(invalid(
+            "User origin cannot be specified without specifying the username".into(),
+        ));
+    } else if has("guid") {
+        let guid = text("guid", "User")?.unwrap_or_default();
+        if guid.is_empty() || guid.chars().count() > 200 || !store::can_match(&guid) {
+            return Err(invalid("User must be between 1 and 200 characters".into()));
         }
-        (Some(guid), None, None) if !guid.is_empty() => UserReference::Guid(guid),
-        (Some(_), None, Some(_)) => {
-            return Err(ApiError::unprocessable(
-                "User cannot pass both a guid and an origin",
-            ))
+        UserReference::Guid(guid)
+    } else if has("username") {
+        let username = text("username", "Username")?.unwrap_or_default();
+        if username.is_empty() {
+            return Err(invalid(
+                "User must have a username or guid specified".into(),
+            ));
         }
-        (None, Some(username), origin) if !username.is_empty() => UserReference::Username {
+        UserReference::Username {
             username,
-            origin: origin.filter(|origin| !origin.is_empty()),
-        },
-        _ => {
-            return Err(ApiError::unprocessable(
-                "User must have a guid or a username",
-            ))
+            origin: text("origin", "User origin")?.filter(|origin| !origin.is_empty()),
         }
+    } else {
+        return Err(invalid(
+            "User must have a username or guid specified".into(),
+        ));
     };
-    let guid_of = |relation: &str| -> Result<Option<String>, ApiError> {
-        match relationships.get(relation) {
-            None => Ok(None),
-            Some(related) => related
-                .get("data")
-                .and_then(|data| data.get("guid"))
-                .and_then(Value::as_str)
-                .map(|guid| Some(guid.to_owned()))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(format!("Relationships {relation} must have a guid"))
-                }),
-        }
+    let (organization, space) = (data("organization"), data("space"));
+    let guid_of = |relation: &str, related: &Value| -> Result<String, ApiError> {
+        related
+            .get("guid")
+            .and_then(Value::as_str)
+            .filter(|guid| !guid.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{} must be structured like this: \"{relation}: {{\"data\": {{\"guid\": \"valid-guid\"}}}}\"",
+                    body::label(relation)
+                ))
+            })
     };
-    let target = match (guid_of("organization")?, guid_of("space")?) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::unprocessable(
-                "Relationships cannot contain both an organization and a space",
-            ))
-        }
-        (Some(org), None) if !role_type.is_space_role() => RoleTarget::Organization(org),
-        (None, Some(space)) if role_type.is_space_role() => RoleTarget::Space(space),
+    let target = match (organization, space) {
         (None, None) => {
-            return Err(ApiError::unprocessable(
-                "Relationships must contain an organization or a space",
+            return Err(invalid(
+                "must specify either a space or an organization.".into(),
             ))
         }
-        _ if role_type.is_space_role() => {
-            return Err(ApiError::unprocessable(
-                "Relationships space can't be blank",
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "cannot specify both an organization and a space.".into(),
             ))
         }
-        _ => {
-            return Err(ApiError::unprocessable(
-                "Relationships organization can't be blank",
-            ))
+        (None, Some(_)) if !role_type.is_space_role() => {
+            return Err(invalid(format!(
+                "Space cannot be provided with the organization role type: '{}'.",
+                role_type.as_str()
+            )))
         }
+        (Some(_), None) if role_type.is_space_role() => {
+            return Err(invalid(format!(
+                "Organization cannot be provided with the space role type: '{}'.",
+                role_type.as_str()
+            )))
+        }
+        (Some(organization), None) => {
+            RoleTarget::Organization(guid_of("organization", organization)?)
+        }
+        (None, Some(space)) => RoleTarget::Space(guid_of("space", space)?),
     };
     Ok(NewRoleRequest {
         role_type,
@@ -398,31 +436,32 @@ fn check_target(
 ) -> Result<Checked, ApiError> {
     let permissions = Permissions::load(conn, caller)?;
     let (organization, space) = match &request.target {
+        // As in CC's RolesController: a target that does not exist is 422, one that exists but
+        // the caller may not manage is 403 (whether or not they can see it), then a suspended
+        // org is 403 CF-OrgSuspended.
         RoleTarget::Organization(guid) => {
-            let org = store::orgs::find(conn, guid)?.filter(|org| permissions.can_read_org(org.id)).ok_or_else(|| {
+            let org = store::orgs::find(conn, guid)?.ok_or_else(|| {
                 ApiError::unprocessable("Invalid organization. Ensure that the organization exists and you have access to it.")
             })?;
             if !permissions.can_write_org(org.id) {
                 return Err(ApiError::forbidden());
             }
+            permissions.require_active_org(&org)?;
             (org, None)
         }
         RoleTarget::Space(guid) => {
-            let space = store::spaces::find(conn, guid)?
-                .filter(|space| permissions.can_read_space(space.id, space.organization_id))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(
-                        "Invalid space. Ensure that the space exists and you have access to it.",
-                    )
-                })?;
-            if !permissions.can_manage_space(space.id, space.organization_id) {
-                return Err(ApiError::forbidden());
-            }
-            let org = store::orgs::find_by_id(conn, space.organization_id)?.ok_or_else(|| {
+            let invalid_space = || {
                 ApiError::unprocessable(
                     "Invalid space. Ensure that the space exists and you have access to it.",
                 )
-            })?;
+            };
+            let space = store::spaces::find(conn, guid)?.ok_or_else(invalid_space)?;
+            if !permissions.can_manage_space(space.id, space.organization_id) {
+                return Err(ApiError::forbidden());
+            }
+            let org =
+                store::orgs::find_by_id(conn, space.organization_id)?.ok_or_else(invalid_space)?;
+            permissions.require_active_org(&org)?;
             (org, Some(space))
         }
     };
@@ -626,6 +665,9 @@ pub(crate) fn delete_role(
                 }
             }
         }
+    }
+    if let Some(org) = store::orgs::find_by_id(conn, role.organization_id)? {
+        permissions.require_active_org(&org)?;
     }
     let role_id = role.id;
     store::jobs::run_now(conn, "role.delete", "role", &role.guid, |conn| {

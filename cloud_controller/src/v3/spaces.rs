@@ -68,7 +68,7 @@ async fn list(
         ],
         &[SortKey::Name],
     )?;
-    query.check_include(&["organization"])?;
+    query.check_include(SPACE_INCLUDES)?;
     let base = state.external_url.clone();
     let body = state
         .db
@@ -108,7 +108,7 @@ async fn list(
                     )
                 })
                 .collect();
-            let included = if query.includes("organization") {
+            let included = if includes_organization(&query) {
                 let quotas = quota_guids(conn)?;
                 let mut seen = Vec::new();
                 let mut organizations = Vec::new();
@@ -134,19 +134,39 @@ async fn list(
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// CC's IncludeParamValidator values for spaces (`org` is an accepted alias).
+const SPACE_INCLUDES: &[&str] = &["org", "organization"];
+
+fn includes_organization(query: &ListQuery) -> bool {
+    query.includes("organization") || query.includes("org")
+}
+
 async fn get(
     state: web::Data<AppState>,
     user: CurrentUser,
     path: web::Path<String>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
+    let query = crate::query::query_pairs(&request);
     let base = state.external_url.clone();
     let body = state
         .db
         .run(move |conn| {
+            // CC's SpaceShowMessage: 404 for an invisible space comes before a bad query.
             let permissions = Permissions::load(conn, &user)?;
             let (space, org) = visible_space(conn, &permissions, &guid)?;
-            Ok(present::space(&base, &space, &org.guid))
+            let query = ListQuery::from_pairs(query?, &["include"], &[])
+                .and_then(|query| query.check_include(SPACE_INCLUDES).map(|()| query))?;
+            let mut body = present::space(&base, &space, &org.guid);
+            if includes_organization(&query) {
+                let quota = store::reference_data::find_quota_by_id(conn, org.quota_definition_id)?
+                    .map(|quota| quota.guid)
+                    .unwrap_or_default();
+                body["included"] =
+                    json!({"organizations": [present::organization(&base, &org, &quota)]});
+            }
+            Ok(body)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -161,7 +181,8 @@ async fn create(
     user: CurrentUser,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::object(&payload, &["name", "relationships"])?;
+    let object = body::object(&payload, &["name", "relationships", "metadata"])?;
+    body::no_metadata(object)?;
     let name = body::name(object, true)?.unwrap_or_default();
     let org_guid = body::relationship_guid(object, "organization")?.ok_or_else(|| {
         ApiError::unprocessable(
@@ -180,6 +201,7 @@ async fn create(
             if !permissions.can_write_org(org.id) {
                 return Err(ApiError::forbidden());
             }
+            permissions.require_active_org(&org)?;
             let space = store::spaces::create(conn, &name, org.id).map_err(store_error(name_taken))?;
             Ok(present::space(&base, &space, &org.guid))
         })
@@ -193,20 +215,32 @@ async fn update(
     path: web::Path<String>,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::object(&payload, &["name"])?;
-    let name = body::name(object, false)?;
+    let payload = payload.into_inner();
     let guid = path.into_inner();
     let base = state.external_url.clone();
     let body = state
         .db
         .run(move |conn| {
+            // CC's order: invisible (404), may not manage (403), suspended (403), then the body.
             let permissions = Permissions::load(conn, &user)?;
             let (space, org) = visible_space(conn, &permissions, &guid)?;
             if !permissions.can_manage_space(space.id, org.id) {
                 return Err(ApiError::forbidden());
             }
+            permissions.require_active_org(&org)?;
+            let object = body::object(&payload, &["name", "metadata"])?;
+            body::no_metadata(object)?;
+            let name = body::name(object, false)?;
+            // CC's SpaceUpdate words a duplicate differently from SpaceCreate.
+            let taken = || {
+                ApiError::unprocessable(format!(
+                    "Organization '{}' already contains a space with name '{}'.",
+                    org.name,
+                    name.as_deref().unwrap_or_default()
+                ))
+            };
             let space = store::spaces::update(conn, space.id, name.as_deref(), None)
-                .map_err(store_error(name_taken))?;
+                .map_err(store_error(taken))?;
             Ok(present::space(&base, &space, &org.guid))
         })
         .await?;
@@ -229,6 +263,7 @@ async fn delete(
             if !permissions.can_write_org(org.id) {
                 return Err(ApiError::forbidden());
             }
+            permissions.require_active_org(&org)?;
             Ok(space.id)
         })
         .await?;

@@ -10,7 +10,7 @@ use crate::body;
 use crate::db::models::UserRow;
 use crate::error::ApiError;
 use crate::permissions::Permissions;
-use crate::query::{list_body, ListQuery};
+use crate::query::{as_unprocessable, list_body, ListQuery};
 use crate::store::{self, StoreError};
 use crate::v3::present;
 
@@ -34,11 +34,40 @@ async fn list(
     user: CurrentUser,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // CC's UsersController answers bad list parameters with 422, not 400.
     let query = ListQuery::parse(
         &request,
-        &["guids", "usernames", "origins", "label_selector"],
+        &[
+            "guids",
+            "usernames",
+            "partial_usernames",
+            "origins",
+            "label_selector",
+        ],
         &[],
-    )?;
+    )
+    .map_err(as_unprocessable)?;
+    let mut problems = Vec::new();
+    if query.list("origins").is_some()
+        && query.list("usernames").is_none()
+        && query.list("partial_usernames").is_none()
+    {
+        problems.push(
+            "Origins filter cannot be provided without usernames or partial_usernames filter.",
+        );
+    }
+    if query.list("usernames").is_some() && query.list("partial_usernames").is_some() {
+        problems.push(
+            "Usernames filter cannot be provided with both usernames and partial_usernames filter.",
+        );
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join(", ")));
+    }
+    // UAA matches `userName co "…"` without regard to case.
+    let partial: Option<Vec<String>> = query
+        .list("partial_usernames")
+        .map(|values| values.iter().map(|value| value.to_lowercase()).collect());
     let base = state.external_url.clone();
     let body = state
         .db
@@ -55,8 +84,19 @@ async fn list(
                 })
                 .filter(|row| {
                     query.matches("guids", &row.guid)
-                        && query.matches_opt("usernames", row.username.as_deref())
+                        // UAA compares `userName eq` without regard to case.
+                        && query.list("usernames").is_none_or(|wanted| {
+                            row.username.as_deref().is_some_and(|username| {
+                                wanted.iter().any(|name| store::same_name(name, username))
+                            })
+                        })
                         && query.matches_opt("origins", row.origin.as_deref())
+                        && partial.as_ref().is_none_or(|partial| {
+                            row.username.as_deref().is_some_and(|username| {
+                                let username = username.to_lowercase();
+                                partial.iter().any(|part| username.contains(part.as_str()))
+                            })
+                        })
                 })
                 .collect();
             query.sort(
@@ -111,9 +151,14 @@ async fn create(
     if guid.trim().is_empty() {
         return Err(ApiError::unprocessable("Guid can't be blank"));
     }
-    if guid.chars().count() > 250 {
+    if guid.chars().count() > 200 {
         return Err(ApiError::unprocessable(
-            "Guid must be between 1 and 250 characters",
+            "Guid must be between 1 and 200 characters",
+        ));
+    }
+    if guid.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "Guid must not contain escaped characters",
         ));
     }
     // The UAA lookup only fills in username and origin; CC creates the user even when UAA does

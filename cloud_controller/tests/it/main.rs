@@ -6,6 +6,7 @@ mod support;
 
 mod apps;
 mod auth;
+mod bad_input;
 mod blobstore_s3;
 mod builds_droplets;
 mod config;
@@ -21,4 +22,5 @@ mod services;
 mod services_v2;
 mod staging;
 mod v2;
+mod v2_apps;
 mod with_uaa;

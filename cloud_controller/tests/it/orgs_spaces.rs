@@ -208,6 +208,21 @@ async fn pagination_filters_and_ordering() {
             .get("/v3/organizations?order_by=-name", &admin)
             .await;
         assert_eq!(descending.body["resources"][0]["name"], "with,comma");
+        // Names sort without regard to case, as CC's citext columns do.
+        harness.create_org("Banana-split").await;
+        let mixed = harness
+            .get(
+                "/v3/organizations?order_by=name&names=banana,Banana-split,cherry",
+                &admin,
+            )
+            .await;
+        let names: Vec<&str> = mixed.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|org| org["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["banana", "Banana-split", "cherry"]);
 
         // The CLI writes a literal comma inside a name as %2C before joining with commas.
         let filtered = harness
@@ -225,23 +240,71 @@ async fn pagination_filters_and_ordering() {
         let none = harness.get("/v3/organizations?names=nothing", &admin).await;
         assert_eq!(none.body["resources"], json!([]));
 
-        for bad in [
-            "per_page=0",
-            "per_page=5001",
-            "per_page=abc",
-            "page=0",
-            "order_by=colour",
-            "colour=blue",
+        // CC's ListMessage validations, word for word.
+        for (bad, detail) in [
+            ("per_page=0", "Per page must be a positive integer"),
+            ("per_page=abc", "Per page must be a positive integer"),
+            ("per_page=5001", "Per page must be between 1 and 5000"),
+            ("page=0", "Page must be a positive integer"),
+            ("page=-2", "Page must be a positive integer"),
+            ("order_by=colour", "Order by can only be: 'created_at', 'updated_at', 'name'"),
+            ("order_by=-colour", "Order by can only be: 'created_at', 'updated_at', 'name'"),
+            ("colour=blue", "Unknown query parameter(s): 'colour'. Valid parameters are: 'page', 'per_page', 'order_by', 'names', 'guids', 'label_selector'"),
+            ("label_selector=", "Missing label_selector value"),
+            ("label_selector=bad%20key", "Invalid label_selector value"),
+        ] {
+            harness
+                .get(&format!("/v3/organizations?{bad}"), &admin)
+                .await
+                .assert_v3_error(
+                    400,
+                    "CF-BadQueryParameter",
+                    &format!("The query parameter is invalid: {detail}"),
+                );
+        }
+        // No Kiln resource carries labels yet: a selector that needs a label matches nothing,
+        // one that only excludes labels matches everything (as `cf orgs --labels` sends them).
+        for (selector, expected) in [
+            ("env%3Dprod", 0),
+            ("env", 0),
+            ("env%20in%20(a%2Cb)", 0),
+            ("!env", 5),
+            ("env!%3Dprod%2Ctier%20notin%20(a%2Cb)", 5),
         ] {
             let answer = harness
-                .get(&format!("/v3/organizations?{bad}"), &admin)
+                .get(
+                    &format!("/v3/organizations?label_selector={selector}"),
+                    &admin,
+                )
                 .await;
-            assert_eq!(answer.status, 400, "{bad}: {:#}", answer.body);
+            assert_eq!(answer.status, 200, "{selector}: {:#}", answer.body);
             assert_eq!(
-                answer.body["errors"][0]["title"], "CF-BadQueryParameter",
-                "{bad}"
+                answer.body["pagination"]["total_results"], expected,
+                "{selector}"
             );
         }
+        // Feature flags are ordered by name only.
+        harness
+            .get("/v3/feature_flags?order_by=-created_at", &admin)
+            .await
+            .assert_v3_error(
+                400,
+                "CF-BadQueryParameter",
+                "The query parameter is invalid: Order by can only be: 'name'",
+            );
+        let flags = harness
+            .get("/v3/feature_flags?order_by=-name", &admin)
+            .await;
+        assert_eq!(flags.status, 200, "{:#}", flags.body);
+        let names: Vec<&str> = flags.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|flag| flag["name"].as_str().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable_by(|left, right| right.cmp(left));
+        assert_eq!(names, sorted);
 
         let stacks = harness.get("/v3/stacks?names=kiln-host", &admin).await;
         assert_eq!(
@@ -309,6 +372,20 @@ async fn spaces_lifecycle() {
             );
         // The same name in another org is fine.
         harness.create_space(&other_org, "dev").await;
+        // A rename onto a taken name is worded as CC's SpaceUpdate does.
+        let sibling = harness.create_space(&other_org, "staging").await;
+        harness
+            .patch(
+                &format!("/v3/spaces/{sibling}"),
+                &admin,
+                json!({"name": "DEV"}),
+            )
+            .await
+            .assert_v3_error(
+                422,
+                "CF-UnprocessableEntity",
+                "Organization 'other' already contains a space with name 'DEV'.",
+            );
         harness
             .post("/v3/spaces", &admin, json!({"name": "x", "relationships": {"organization": {"data": {"guid": "missing"}}}}))
             .await
@@ -641,5 +718,283 @@ async fn concurrent_creates_all_succeed() {
             assert_eq!(answer.status, 201, "{:#}", answer.body);
         }
         harness.stop().await;
+    }
+}
+
+/// `GET /v3/spaces/:guid?include=organization` (and CC's `org` alias); deleting a space takes
+/// its space roles with it, deleting an org takes every role in it; the users stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_include_and_deletes_take_their_roles() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("acme").await;
+        let space = harness.create_space(&org, "dev").await;
+        let keep = harness.create_space(&org, "keep").await;
+        let carol = harness.issuer.add_user("carol", "uaa");
+        for (role, target) in [
+            ("organization_user", ("organization", org.as_str())),
+            ("organization_auditor", ("organization", org.as_str())),
+            ("space_developer", ("space", space.as_str())),
+            ("space_manager", ("space", space.as_str())),
+            ("space_auditor", ("space", keep.as_str())),
+        ] {
+            assert_eq!(
+                harness.grant(role, "carol", target).await.status,
+                201,
+                "{role}"
+            );
+        }
+
+        for include in ["organization", "org"] {
+            let shown = harness
+                .get(&format!("/v3/spaces/{space}?include={include}"), &admin)
+                .await;
+            assert_eq!(shown.status, 200, "{:#}", shown.body);
+            assert_eq!(
+                shown.body["included"]["organizations"][0]["guid"],
+                org.as_str()
+            );
+            assert_eq!(shown.body["included"]["organizations"][0]["name"], "acme");
+            let listed = harness
+                .get(&format!("/v3/spaces?names=dev&include={include}"), &admin)
+                .await;
+            assert_eq!(
+                listed.body["included"]["organizations"][0]["guid"],
+                org.as_str()
+            );
+        }
+        harness
+            .get(&format!("/v3/spaces/{space}?include=app"), &admin)
+            .await
+            .assert_v3_error(
+                400,
+                "CF-BadQueryParameter",
+                "The query parameter is invalid: Invalid included resource: 'app'. Valid included resources are: 'org', 'organization'",
+            );
+        // An invisible space is 404 before its query is looked at.
+        let stranger = harness.issuer.add_user("stranger", "uaa");
+        harness
+            .get(
+                &format!("/v3/spaces/{space}?include=app"),
+                &harness.issuer.user_token(&stranger),
+            )
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Space not found");
+
+        let deleted = harness.delete(&format!("/v3/spaces/{space}"), &admin).await;
+        assert_eq!(deleted.status, 202);
+        let job = harness
+            .wait_job(&deleted.header("location").unwrap(), &admin)
+            .await;
+        assert_eq!(job["state"], "COMPLETE");
+        assert_eq!(
+            role_types(&harness, &carol.id).await,
+            ["organization_user", "organization_auditor", "space_auditor"]
+        );
+
+        let deleted = harness
+            .delete(&format!("/v3/organizations/{org}"), &admin)
+            .await;
+        assert_eq!(deleted.status, 202);
+        let job = harness
+            .wait_job(&deleted.header("location").unwrap(), &admin)
+            .await;
+        assert_eq!(job["state"], "COMPLETE");
+        assert!(role_types(&harness, &carol.id).await.is_empty());
+        assert_eq!(
+            harness
+                .get(&format!("/v3/users/{}", carol.id), &admin)
+                .await
+                .status,
+            200
+        );
+        harness
+            .get(&format!("/v3/spaces/{keep}"), &admin)
+            .await
+            .assert_v3_error(404, "CF-ResourceNotFound", "Space not found");
+        harness.stop().await;
+    }
+}
+
+/// The types of a user's roles, oldest first.
+async fn role_types(harness: &Harness, user_guid: &str) -> Vec<String> {
+    let roles = harness
+        .get(
+            &format!("/v3/roles?user_guids={user_guid}&order_by=created_at"),
+            &harness.admin_token,
+        )
+        .await;
+    assert_eq!(roles.status, 200, "{:#}", roles.body);
+    roles.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|role| role["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `GET /v3/organizations/:guid/usage_summary` counts what the org's spaces hold, as CC's
+/// OrganizationUsageSummaryPresenter does (a stopped app uses no instances or memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_summary_counts_what_the_org_uses() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("acme").await;
+        let space = harness.create_space(&org, "dev").await;
+        let other_org = harness.create_org("other").await;
+        let other_space = harness.create_space(&other_org, "dev").await;
+        let domain = harness
+            .get("/v3/domains?names=apps.localhost", &admin)
+            .await;
+        let domain = domain.body["resources"][0]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (space, host) in [(&space, "one"), (&space, "two"), (&other_space, "three")] {
+            let route = harness
+                .post("/v3/routes", &admin, json!({"host": host, "relationships": {"space": {"data": {"guid": space}}, "domain": {"data": {"guid": domain}}}}))
+                .await;
+            assert_eq!(route.status, 201, "{:#}", route.body);
+        }
+        let app = harness
+            .post(
+                "/v3/apps",
+                &admin,
+                json!({"name": "web", "relationships": {"space": {"data": {"guid": space}}}}),
+            )
+            .await;
+        assert_eq!(app.status, 201, "{:#}", app.body);
+
+        let summary = harness
+            .get(&format!("/v3/organizations/{org}/usage_summary"), &admin)
+            .await;
+        assert_eq!(summary.status, 200, "{:#}", summary.body);
+        check(
+            &summary.body,
+            &harness.base,
+            json!({
+                "usage_summary": {
+                    "started_instances": 0, "memory_in_mb": 0, "routes": 2, "service_instances": 0,
+                    "reserved_ports": 0, "domains": 0, "per_app_tasks": 0, "service_keys": 0,
+                },
+                "links": {
+                    "self": {"href": "<api>/v3/organizations/<guid>/usage_summary"},
+                    "organization": {"href": "<api>/v3/organizations/<guid>"},
+                },
+            }),
+        );
+
+        // The seeded default quota, as CC ships it (10 GiB, 100 services, 1000 routes), which
+        // every org gets; a user sees only the orgs they can read among its users.
+        let quotas = harness
+            .get("/v3/organization_quotas?names=default", &admin)
+            .await;
+        assert_eq!(quotas.body["pagination"]["total_results"], 1);
+        check(
+            &quotas.body["resources"][0],
+            &harness.base,
+            json!({
+                "guid": "<guid>", "created_at": "<time>", "updated_at": "<time>", "name": "default",
+                "apps": {
+                    "total_memory_in_mb": 10240, "per_process_memory_in_mb": null,
+                    "total_instances": null, "per_app_tasks": null,
+                    "log_rate_limit_in_bytes_per_second": null,
+                },
+                "services": {"paid_services_allowed": true, "total_service_instances": 100, "total_service_keys": null},
+                "routes": {"total_routes": 1000, "total_reserved_ports": 0},
+                "domains": {"total_domains": null},
+                "relationships": {"organizations": {"data": [{"guid": "<guid>"}, {"guid": "<guid>"}]}},
+                "links": {"self": {"href": "<api>/v3/organization_quotas/<guid>"}},
+            }),
+        );
+        let member = harness.issuer.add_user("member", "uaa");
+        harness
+            .grant("organization_auditor", "member", ("organization", &org))
+            .await;
+        let seen = harness
+            .get(
+                "/v3/organization_quotas?names=default",
+                &harness.issuer.user_token(&member),
+            )
+            .await;
+        assert_eq!(
+            seen.body["resources"][0]["relationships"]["organizations"]["data"],
+            json!([{"guid": org}])
+        );
+        let by_org = harness
+            .get(
+                &format!("/v3/organization_quotas?organization_guids={other_org}"),
+                &admin,
+            )
+            .await;
+        assert_eq!(by_org.body["pagination"]["total_results"], 1);
+        harness.stop().await;
+    }
+}
+
+/// `cf rename-org` sends `"metadata": {}` with the name: an empty metadata is accepted on orgs and
+/// spaces; labels and annotations, which Kiln does not store yet, are refused, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_metadata_is_accepted_and_labels_are_refused() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("meta").await;
+        let space = harness.create_space(&org, "dev").await;
+        let org_path = format!("/v3/organizations/{org}");
+        let space_path = format!("/v3/spaces/{space}");
+
+        let renamed = harness
+            .patch(
+                &org_path,
+                &admin,
+                json!({"metadata": {}, "name": "meta-renamed", "suspended": false}),
+            )
+            .await;
+        assert_eq!(renamed.status, 200, "{:#}", renamed.body);
+        assert_eq!(renamed.body["name"], "meta-renamed");
+        let renamed = harness
+            .patch(
+                &space_path,
+                &admin,
+                json!({"metadata": {"labels": null, "annotations": {}}, "name": "dev2"}),
+            )
+            .await;
+        assert_eq!(renamed.status, 200, "{:#}", renamed.body);
+        assert_eq!(renamed.body["name"], "dev2");
+
+        for (path, body, detail) in [
+            (
+                &org_path,
+                json!({"name": "x", "metadata": {"labels": {"env": "prod"}}}),
+                "Metadata labels are not supported by this Cloud Controller yet",
+            ),
+            (
+                &space_path,
+                json!({"metadata": {"annotations": {"owner": "me"}}}),
+                "Metadata annotations are not supported by this Cloud Controller yet",
+            ),
+            (
+                &org_path,
+                json!({"metadata": "labels"}),
+                "Metadata must be an object",
+            ),
+            (
+                &org_path,
+                json!({"metadata": {"tags": {}}}),
+                "Metadata has unexpected field(s): 'tags'",
+            ),
+        ] {
+            let answer = harness.patch(path, &admin, body.clone()).await;
+            assert_eq!(answer.status, 422, "{body}: {:#}", answer.body);
+            assert_eq!(answer.body["errors"][0]["detail"], detail, "{body}");
+        }
+        let org_now = harness.get(&org_path, &admin).await;
+        assert_eq!(
+            org_now.body["name"], "meta-renamed",
+            "a refused PATCH changes nothing"
+        );
     }
 }

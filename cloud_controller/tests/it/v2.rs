@@ -1,6 +1,6 @@
 //! v2 envelopes, filters, statuses and errors.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{check, databases, Harness};
 
@@ -762,6 +762,1156 @@ async fn v2_quotas_stacks_and_domains() {
         );
         let bad_q = harness.get("/v2/shared_domains?q=owner:x", &admin).await;
         assert_eq!(bad_q.body["error_code"], "CF-BadQueryParameter");
+        harness.stop().await;
+    }
+}
+
+/// Orgs, spaces, users, feature flags and roles as the admin sees them.
+async fn v2_snapshot(harness: &Harness) -> Value {
+    let admin = &harness.admin_token;
+    let orgs = harness.get("/v2/organizations", admin).await.body;
+    let spaces = harness.get("/v2/spaces", admin).await.body;
+    let users = harness.get("/v2/users", admin).await.body;
+    let flags = harness.get("/v2/config/feature_flags", admin).await.body;
+    let roles = harness.get("/v3/roles", admin).await.body["resources"].clone();
+    json!([orgs, spaces, users, flags, roles])
+}
+
+/// One bad request of the sweep: what is sent and the v2 error expected back.
+struct BadInput {
+    method: reqwest::Method,
+    path: String,
+    token: Option<String>,
+    body: Option<&'static str>,
+    status: u16,
+    error_code: &'static str,
+}
+
+fn bad(
+    method: reqwest::Method,
+    path: impl Into<String>,
+    token: Option<&str>,
+    body: Option<&'static str>,
+    expected: (u16, &'static str),
+) -> BadInput {
+    BadInput {
+        method,
+        path: path.into(),
+        token: token.map(str::to_owned),
+        body,
+        status: expected.0,
+        error_code: expected.1,
+    }
+}
+
+/// Bad input on a real socket: every answer is the v2 error CC gives (never a 500, never a
+/// non-JSON body), and nothing changes — no org, space, user or flag is created or altered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_bad_input_answers_cf_errors_and_changes_nothing() {
+    use reqwest::Method;
+    const PARSE: (u16, &str) = (400, "CF-MessageParseError");
+    const QUERY: (u16, &str) = (400, "CF-BadQueryParameter");
+    const UNKNOWN: (u16, &str) = (404, "CF-NotFound");
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let dora = harness.issuer.add_user("dora", "uaa");
+        let dora_token = harness.issuer.user_token(&dora);
+        let other = harness.issuer.add_user("other", "uaa");
+        let other_token = harness.issuer.user_token(&other);
+        let org = harness.create_org("steady").await;
+        let other_org = harness.create_org("elsewhere").await;
+        let space = harness.create_space(&org, "calm").await;
+        // dora and other exist in CC but hold no role in `steady`.
+        for user in [&dora, &other] {
+            let created = harness
+                .post("/v2/users", &admin, json!({"guid": user.id}))
+                .await;
+            assert_eq!(created.status, 201, "{:#}", created.body);
+        }
+        let before = v2_snapshot(&harness).await;
+
+        let admin = Some(admin.as_str());
+        let orgs = "/v2/organizations";
+        let org_path = format!("/v2/organizations/{org}");
+        let space_path = format!("/v2/spaces/{space}");
+        let cases = [
+            // Bodies: malformed JSON, non-objects, missing and mistyped fields (CC's JsonMessage).
+            bad(Method::POST, orgs, admin, Some("{\"name\":"), PARSE),
+            bad(Method::POST, orgs, admin, Some("[]"), PARSE),
+            bad(Method::POST, orgs, admin, Some("\"steady\""), PARSE),
+            bad(Method::POST, orgs, admin, Some(""), PARSE),
+            bad(Method::POST, orgs, admin, Some("{}"), PARSE),
+            bad(Method::POST, orgs, admin, Some("{\"name\":5}"), PARSE),
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"n\",\"billing_enabled\":\"yes\"}"), PARSE),
+            // Values the model refuses, and relations that do not exist.
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"  \"}"), (400, "CF-OrganizationInvalid")),
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"n\",\"status\":\"frozen\"}"), (400, "CF-OrganizationInvalid")),
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"n\",\"quota_definition_guid\":\"nope\"}"), (400, "CF-InvalidRelation")),
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"steady\"}"), (400, "CF-OrganizationNameTaken")),
+            bad(Method::POST, orgs, admin, Some("{\"name\":\" steady\\t\"}"), (400, "CF-OrganizationNameTaken")),
+            bad(Method::POST, orgs, Some(&dora_token), Some("{\"name\":\"mine\"}"), (403, "CF-NotAuthorized")),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"name\":7}"), PARSE),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"name\":\"\"}"), (400, "CF-OrganizationInvalid")),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"quota_definition_guid\":\"nope\"}"), (400, "CF-InvalidRelation")),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"name\":\"elsewhere\"}"), (400, "CF-OrganizationNameTaken")),
+            bad(Method::PUT, "/v2/organizations/nope", admin, Some("{\"name\":\"x\"}"), (404, "CF-OrganizationNotFound")),
+            bad(Method::DELETE, "/v2/organizations/nope", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::DELETE, org_path.as_str(), admin, None, (400, "CF-AssociationNotEmpty")),
+            bad(Method::POST, "/v2/spaces", admin, Some("{\"name\":\"s\"}"), PARSE),
+            bad(
+                Method::POST,
+                "/v2/spaces",
+                admin,
+                Some(&*Box::leak(
+                    format!("{{\"name\":\" calm \",\"organization_guid\":\"{org}\"}}")
+                        .into_boxed_str(),
+                )),
+                (400, "CF-SpaceNameTaken"),
+            ),
+            bad(Method::POST, "/v2/spaces", admin, Some("{\"organization_guid\":\"x\"}"), PARSE),
+            bad(Method::POST, "/v2/spaces", admin, Some("{\"name\":\"s\",\"organization_guid\":[]}"), PARSE),
+            bad(Method::POST, "/v2/spaces", admin, Some("{\"name\":\"s\",\"organization_guid\":\"nope\"}"), (400, "CF-InvalidRelation")),
+            bad(Method::PUT, space_path.as_str(), admin, Some("{\"allow_ssh\":\"no\"}"), PARSE),
+            bad(Method::PUT, space_path.as_str(), admin, Some("{\"name\":\"\"}"), (400, "CF-SpaceInvalid")),
+            bad(Method::PUT, space_path.as_str(), admin, Some(&*Box::leak(format!("{{\"organization_guid\":\"{other_org}\"}}").into_boxed_str())), (400, "CF-OrganizationAlreadySet")),
+            bad(Method::PUT, "/v2/spaces/nope", admin, Some("{}"), (404, "CF-SpaceNotFound")),
+            bad(Method::DELETE, "/v2/spaces/nope", admin, None, (404, "CF-SpaceNotFound")),
+            bad(Method::POST, "/v2/users", admin, Some("{}"), PARSE),
+            bad(Method::POST, "/v2/users", admin, Some("{\"guid\":1}"), PARSE),
+            bad(Method::POST, "/v2/users", admin, Some("{\"guid\":\"\"}"), (400, "CF-UserInvalid")),
+            bad(Method::POST, "/v2/users", admin, Some(&*Box::leak(format!("{{\"guid\":\"{}\"}}", dora.id).into_boxed_str())), (400, "CF-UaaIdTaken")),
+            bad(Method::DELETE, "/v2/users/nope", admin, None, (404, "CF-UserNotFound")),
+            // Role associations.
+            bad(Method::PUT, format!("{org_path}/managers"), admin, Some("{\"username\":"), PARSE),
+            bad(Method::PUT, format!("{org_path}/managers"), admin, Some("[\"dora\"]"), PARSE),
+            bad(Method::PUT, format!("{org_path}/managers"), admin, Some("{\"username\":5}"), PARSE),
+            bad(Method::PUT, format!("{org_path}/managers"), admin, Some("{\"username\":\"nobody\"}"), (404, "CF-UserNotFound")),
+            bad(Method::PUT, format!("/v2/organizations/nope/managers/{}", dora.id), admin, Some("{}"), (404, "CF-OrganizationNotFound")),
+            bad(Method::PUT, format!("{space_path}/developers/{}", dora.id), admin, Some("{}"), (400, "CF-InvalidRelation")),
+            bad(Method::PUT, format!("/v2/spaces/nope/developers/{}", dora.id), admin, Some("{}"), (404, "CF-SpaceNotFound")),
+            bad(Method::DELETE, format!("{org_path}/auditors/nobody"), admin, None, (400, "CF-InvalidRelation")),
+            bad(Method::DELETE, format!("{org_path}/managers"), admin, None, PARSE),
+            bad(Method::POST, format!("{org_path}/managers/remove"), admin, Some("{}"), (404, "CF-UserNotFound")),
+            bad(Method::PUT, format!("{space_path}/developers"), admin, Some("{\"username\":\"dora\"}"), (400, "CF-InvalidRelation")),
+            bad(Method::GET, format!("{org_path}/user_roles?q=colour:x"), admin, None, QUERY),
+            bad(Method::GET, "/v2/spaces/nope/user_roles", admin, None, (404, "CF-SpaceNotFound")),
+            bad(Method::GET, "/v2/organizations/nope/summary", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::GET, "/v2/organizations/nope/memory_usage", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::GET, "/v2/users/nope/summary", admin, None, (404, "CF-UserNotFound")),
+            bad(Method::GET, format!("/v2/users/{}/summary", dora.id), Some(&other_token), None, (403, "CF-NotAuthorized")),
+            // Quota definitions.
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("[]"), PARSE),
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("{\"name\":\"q\"}"), PARSE),
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("{\"name\":\"q\",\"non_basic_services_allowed\":true,\"total_services\":1.5,\"total_routes\":1,\"memory_limit\":1}"), PARSE),
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("{\"name\":\"q\",\"non_basic_services_allowed\":true,\"total_services\":1,\"total_routes\":1,\"memory_limit\":99999999999}"), PARSE),
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("{\"name\":\"default\",\"non_basic_services_allowed\":true,\"total_services\":1,\"total_routes\":1,\"memory_limit\":1}"), (400, "CF-QuotaDefinitionNameTaken")),
+            bad(Method::POST, "/v2/quota_definitions", Some(&dora_token), Some("{\"name\":\"q\",\"non_basic_services_allowed\":true,\"total_services\":1,\"total_routes\":1,\"memory_limit\":1}"), (403, "CF-NotAuthorized")),
+            bad(Method::PUT, "/v2/quota_definitions/nope", admin, Some("{}"), (404, "CF-QuotaDefinitionNotFound")),
+            bad(Method::DELETE, "/v2/quota_definitions/nope", admin, None, (404, "CF-QuotaDefinitionNotFound")),
+            // Control characters (PostgreSQL refuses NUL in text) are CC's name format error.
+            bad(Method::POST, orgs, admin, Some("{\"name\":\"nul\\u0000byte\"}"), (400, "CF-OrganizationInvalid")),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"name\":\"bell\\u0007\"}"), (400, "CF-OrganizationInvalid")),
+            bad(Method::POST, "/v2/spaces", admin, Some(&*Box::leak(format!("{{\"name\":\"nul\\u0000\",\"organization_guid\":\"{org}\"}}").into_boxed_str())), (400, "CF-SpaceInvalid")),
+            bad(Method::POST, "/v2/quota_definitions", admin, Some("{\"name\":\"q\\u0000\",\"non_basic_services_allowed\":true,\"total_services\":1,\"total_routes\":1,\"memory_limit\":1}"), (400, "CF-QuotaDefinitionInvalid")),
+            bad(Method::POST, "/v2/users", admin, Some("{\"guid\":\"nul\\u0000\"}"), (400, "CF-UserInvalid")),
+            bad(Method::PUT, format!("{org_path}/auditors/nul%00guid"), admin, Some("{}"), (404, "CF-NotFound")),
+            bad(Method::GET, "/v2/organizations/nul%00guid", admin, None, (404, "CF-NotFound")),
+            bad(Method::PUT, format!("{org_path}/managers"), admin, Some("{\"username\":\"nul\\u0000\"}"), (404, "CF-UserNotFound")),
+            bad(Method::PUT, format!("/v2/users/nul%00/organizations/{org}"), admin, Some("{}"), (404, "CF-NotFound")),
+            bad(Method::GET, "/v2/users/nul%00/summary", admin, None, (404, "CF-NotFound")),
+            bad(Method::GET, "/v2/quota_definitions/nul%00", admin, None, (404, "CF-NotFound")),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("{\"enabled\":true,\"error_message\":\"nul\\u0000\"}"), (400, "CF-FeatureFlagInvalid")),
+            // Kiln has no isolation segments: naming one is CC's not-found answer.
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"default_isolation_segment_guid\":\"x\"}"), (404, "CF-ResourceNotFound")),
+            bad(Method::PUT, space_path.as_str(), admin, Some("{\"isolation_segment_guid\":\"x\"}"), (404, "CF-ResourceNotFound")),
+            bad(Method::POST, "/v2/spaces", admin, Some(&*Box::leak(format!("{{\"name\":\"isolated\",\"organization_guid\":\"{org}\",\"isolation_segment_guid\":\"x\"}}").into_boxed_str())), (404, "CF-ResourceNotFound")),
+            bad(Method::DELETE, "/v2/organizations/nope/default_isolation_segment", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::DELETE, format!("{space_path}/isolation_segment"), Some(&dora_token), None, (404, "CF-SpaceNotFound")),
+            bad(Method::PUT, org_path.as_str(), admin, Some("[]"), PARSE),
+            bad(Method::PUT, org_path.as_str(), admin, Some("{\"status\":5}"), PARSE),
+            bad(Method::PUT, format!("/v2/users/{}/managed_organizations/nope", dora.id), admin, Some("{}"), (404, "CF-OrganizationNotFound")),
+            bad(Method::PUT, format!("/v2/users/nope/organizations/{org}"), admin, Some("{}"), (404, "CF-UserNotFound")),
+            // Feature flags.
+            bad(Method::PUT, "/v2/config/feature_flags/nope", admin, Some("{\"enabled\":true}"), (404, "CF-FeatureFlagNotFound")),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("{\"enabled\":"), PARSE),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("[true]"), PARSE),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("{}"), (400, "CF-FeatureFlagInvalid")),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("{\"enabled\":\"yes\"}"), (400, "CF-FeatureFlagInvalid")),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", admin, Some("{\"enabled\":true,\"error_message\":\"\"}"), (400, "CF-FeatureFlagInvalid")),
+            bad(Method::PUT, "/v2/config/feature_flags/user_org_creation", Some(&dora_token), Some("{\"enabled\":true}"), (403, "CF-NotAuthorized")),
+            // Lists: garbage `q`, paging and ordering out of bounds.
+            bad(Method::GET, "/v2/organizations?q=colour:blue", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?q=:blue", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?q=%FF%FE", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?q=name:a&q=developer_guid:x", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?page=0", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?page=-1", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?page=one", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?page=99999999999999999999999", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?results-per-page=101", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?results-per-page=0", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?results-per-page=lots", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?order-by=colour", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?order-direction=up", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?inline-relations-depth=4", admin, None, QUERY),
+            bad(Method::GET, "/v2/organizations?inline-relations-depth=deep", admin, None, QUERY),
+            bad(Method::GET, format!("{org_path}?inline-relations-depth=9"), admin, None, QUERY),
+            bad(Method::GET, format!("{org_path}/spaces?q=status:active"), admin, None, QUERY),
+            bad(Method::GET, format!("{org_path}/managers?q=name:dora"), admin, None, QUERY),
+            bad(Method::GET, "/v2/spaces?q=status:active", admin, None, QUERY),
+            bad(Method::GET, "/v2/spaces?order-by=created_at", admin, None, QUERY),
+            bad(Method::GET, "/v2/users?q=username:dora", admin, None, QUERY),
+            bad(Method::GET, format!("/v2/users/{}/organizations?q=colour:x", dora.id), admin, None, QUERY),
+            bad(Method::GET, "/v2/quota_definitions?q=memory_limit:1", admin, None, QUERY),
+            // Unknown GUIDs.
+            bad(Method::GET, "/v2/organizations/nope", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::GET, "/v2/organizations/nope/spaces", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::GET, "/v2/organizations/nope/users", admin, None, (404, "CF-OrganizationNotFound")),
+            bad(Method::GET, "/v2/spaces/nope", admin, None, (404, "CF-SpaceNotFound")),
+            bad(Method::GET, "/v2/spaces/nope/developers", admin, None, (404, "CF-SpaceNotFound")),
+            bad(Method::GET, "/v2/users/nope", admin, None, (404, "CF-UserNotFound")),
+            bad(Method::GET, "/v2/users/nope/spaces", admin, None, (404, "CF-UserNotFound")),
+            bad(Method::GET, "/v2/quota_definitions/nope", admin, None, (404, "CF-QuotaDefinitionNotFound")),
+            bad(Method::GET, format!("/v2/users/{}?inline-relations-depth=4", dora.id), admin, None, QUERY),
+            bad(Method::GET, format!("{space_path}?inline-relations-depth=x"), admin, None, QUERY),
+            bad(Method::GET, "/v2/config/feature_flags/nope", admin, None, (404, "CF-FeatureFlagNotFound")),
+            // Wrong methods and unknown paths.
+            bad(Method::PATCH, orgs, admin, Some("{}"), UNKNOWN),
+            bad(Method::POST, org_path.as_str(), admin, Some("{}"), UNKNOWN),
+            bad(Method::PUT, "/v2/users", admin, Some("{}"), UNKNOWN),
+            bad(Method::DELETE, "/v2/config/feature_flags", admin, None, UNKNOWN),
+            bad(Method::POST, "/v2/config/feature_flags/user_org_creation", admin, Some("{}"), UNKNOWN),
+            bad(Method::DELETE, "/v2/jobs/nope", admin, None, UNKNOWN),
+            bad(Method::GET, format!("{org_path}/developers"), admin, None, UNKNOWN),
+            bad(Method::GET, format!("{space_path}/billing_managers"), admin, None, UNKNOWN),
+            bad(Method::GET, "/v2/organizationz", admin, None, UNKNOWN),
+            // Missing and garbage tokens.
+            bad(Method::GET, orgs, None, None, (401, "CF-NotAuthenticated")),
+            bad(Method::GET, orgs, Some("garbage"), None, (401, "CF-InvalidAuthToken")),
+            bad(Method::GET, orgs, Some("a.b.c"), None, (401, "CF-InvalidAuthToken")),
+            bad(Method::POST, orgs, Some("e30.e30."), Some("{\"name\":\"sneaky\"}"), (401, "CF-InvalidAuthToken")),
+            bad(Method::GET, "/v2/config/feature_flags", Some(""), None, (401, "CF-InvalidAuthToken")),
+        ];
+        let mut failures = Vec::new();
+        for case in &cases {
+            let answer = harness
+                .request(
+                    case.method.clone(),
+                    &case.path,
+                    case.token.as_deref(),
+                    case.body,
+                )
+                .await;
+            let well_formed = answer.body["code"].is_u64()
+                && answer.body["description"].is_string()
+                && answer.body["error_code"] == case.error_code;
+            if answer.status != case.status || !well_formed {
+                failures.push(format!(
+                    "{} {} {:?}: expected {} {}, got {} {}",
+                    case.method,
+                    case.path,
+                    case.body,
+                    case.status,
+                    case.error_code,
+                    answer.status,
+                    answer.body
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(
+            v2_snapshot(&harness).await == before,
+            "bad input changed orgs, spaces, users, flags or roles"
+        );
+        harness.stop().await;
+    }
+}
+
+/// The names of a v2 list's resources, in order.
+fn v2_names(answer: &crate::support::Answer) -> Vec<String> {
+    assert_eq!(answer.status, 200, "{:#}", answer.body);
+    answer.body["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {:#}", answer.body))
+        .iter()
+        .map(|resource| resource["entity"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// CC's `q` attributes that are joins (orgs by space and by each org role, spaces by developer
+/// and app), its comparison operators, bare attributes, ignored unknown parameters,
+/// `inline-relations-depth` bounds and paging far past the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_list_filters_joins_operators_and_bounds() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let erin = harness.issuer.add_user("erin", "uaa");
+        let frank = harness.issuer.add_user("frank", "uaa");
+        let alpha = harness.create_org("alpha").await;
+        let beta = harness.create_org("beta").await;
+        let gamma = harness.create_org("gamma").await;
+        let dev = harness.create_space(&alpha, "dev").await;
+        harness.create_space(&beta, "ops").await;
+        for (role_type, username, target) in [
+            (
+                "organization_user",
+                "erin",
+                ("organization", alpha.as_str()),
+            ),
+            ("space_developer", "erin", ("space", dev.as_str())),
+            (
+                "organization_manager",
+                "erin",
+                ("organization", beta.as_str()),
+            ),
+            (
+                "organization_auditor",
+                "frank",
+                ("organization", gamma.as_str()),
+            ),
+            (
+                "organization_billing_manager",
+                "frank",
+                ("organization", beta.as_str()),
+            ),
+        ] {
+            let granted = harness.grant(role_type, username, target).await;
+            assert_eq!(granted.status, 201, "{:#}", granted.body);
+        }
+        let app = harness
+            .post(
+                "/v3/apps",
+                &admin,
+                json!({"name": "web", "relationships": {"space": {"data": {"guid": dev}}}}),
+            )
+            .await;
+        assert_eq!(app.status, 201, "{:#}", app.body);
+        let app_guid = app.body["guid"].as_str().unwrap().to_owned();
+
+        let orgs = |query: String| {
+            let admin = admin.clone();
+            let harness = &harness;
+            async move {
+                v2_names(
+                    &harness
+                        .get(&format!("/v2/organizations?order-by=name&{query}"), &admin)
+                        .await,
+                )
+            }
+        };
+        assert_eq!(orgs(format!("q=manager_guid:{}", erin.id)).await, ["beta"]);
+        assert_eq!(orgs(format!("q=user_guid:{}", erin.id)).await, ["alpha"]);
+        assert_eq!(
+            orgs(format!("q=auditor_guid:{}", frank.id)).await,
+            ["gamma"]
+        );
+        assert_eq!(
+            orgs(format!("q=billing_manager_guid:{}", frank.id)).await,
+            ["beta"]
+        );
+        assert!(orgs(format!("q=billing_manager_guid:{}", erin.id))
+            .await
+            .is_empty());
+        assert_eq!(orgs(format!("q=space_guid:{dev}")).await, ["alpha"]);
+        assert_eq!(
+            orgs(format!(
+                "q=space_guid%20IN%20nope,{dev}&q=user_guid:{}",
+                erin.id
+            ))
+            .await,
+            ["alpha"]
+        );
+        // Comparisons on a string column, and CC's `;`-joined conditions.
+        assert_eq!(orgs("q=name%3Ealpha".into()).await, ["beta", "gamma"]);
+        assert_eq!(orgs("q=name%3E%3Dbeta".into()).await, ["beta", "gamma"]);
+        assert_eq!(orgs("q=name%3Cbeta".into()).await, ["alpha"]);
+        assert_eq!(orgs("q=name%3C%3Dbeta".into()).await, ["alpha", "beta"]);
+        assert_eq!(orgs("q=name%3Ealpha;name%3Cgamma".into()).await, ["beta"]);
+        // A bare attribute is CC's `IS NULL`; unknown parameters are ignored, as CC does.
+        assert!(orgs("q=name".into()).await.is_empty());
+        assert_eq!(
+            orgs("colour=blue&orphan-relations=1&inline-relations-depth=1".into()).await,
+            ["alpha", "beta", "gamma"]
+        );
+
+        let spaces = |path: String| {
+            let admin = admin.clone();
+            let harness = &harness;
+            async move { v2_names(&harness.get(&path, &admin).await) }
+        };
+        assert_eq!(
+            spaces(format!("/v2/spaces?q=developer_guid:{}", erin.id)).await,
+            ["dev"]
+        );
+        assert_eq!(
+            spaces(format!("/v2/spaces?q=app_guid:{app_guid}")).await,
+            ["dev"]
+        );
+        assert!(spaces("/v2/spaces?q=isolation_segment_guid:x".into())
+            .await
+            .is_empty());
+        assert_eq!(
+            spaces(format!(
+                "/v2/organizations/{alpha}/spaces?q=developer_guid:{}",
+                erin.id
+            ))
+            .await,
+            ["dev"]
+        );
+        assert_eq!(
+            spaces(format!(
+                "/v2/users/{}/organizations?q=space_guid:{dev}",
+                erin.id
+            ))
+            .await,
+            ["alpha"]
+        );
+        assert_eq!(
+            spaces(format!(
+                "/v2/users/{}/managed_organizations?q=name:beta",
+                erin.id
+            ))
+            .await,
+            ["beta"]
+        );
+
+        // next_url keeps `q`, `order-by` and the direction.
+        let first = harness
+            .get(
+                "/v2/organizations?q=name%3Ealpha&order-by=name&order-direction=desc&results-per-page=1",
+                &admin,
+            )
+            .await;
+        assert_eq!(v2_names(&first), ["gamma"]);
+        let next = first.body["next_url"].as_str().unwrap().to_owned();
+        assert!(
+            next.starts_with("/v2/organizations?") && next.contains("q=name%3Ealpha"),
+            "{next}"
+        );
+        let second = harness.get(&next, &admin).await;
+        assert_eq!(v2_names(&second), ["beta"]);
+        assert!(second.body["next_url"].is_null(), "{:#}", second.body);
+        assert!(second.body["prev_url"].is_string(), "{:#}", second.body);
+
+        // Far past the last page: an empty page, not an overflow.
+        let far = harness
+            .get(
+                &format!("/v2/organizations?page={}&results-per-page=100", usize::MAX),
+                &admin,
+            )
+            .await;
+        assert_eq!(far.status, 200, "{:#}", far.body);
+        assert_eq!(far.body["resources"], json!([]));
+        assert_eq!(far.body["total_results"], 3);
+
+        // CC's exact messages for depth and direction.
+        let deep = harness
+            .get("/v2/spaces?inline-relations-depth=4", &admin)
+            .await;
+        assert_eq!(
+            deep.body,
+            json!({"code": 10005, "description": "The query parameter is invalid: inline_relations_depth must be <= 3", "error_code": "CF-BadQueryParameter"})
+        );
+        assert_eq!(
+            harness
+                .get(
+                    &format!("/v2/spaces/{dev}?inline-relations-depth=3"),
+                    &admin
+                )
+                .await
+                .status,
+            200
+        );
+        let sideways = harness
+            .get("/v2/organizations?order-direction=up", &admin)
+            .await;
+        assert_eq!(
+            sideways.body["description"],
+            "The query parameter is invalid: order_direction must be 'asc' or 'desc' but was 'up'"
+        );
+        harness.stop().await;
+    }
+}
+
+/// Org create with a quota, `user_org_creation` with a custom `error_message`, CC's feature flag
+/// PUT, which assigns both fields (an absent `error_message` clears the custom one), and the
+/// admin-only `billing_enabled`, quota and status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_org_creation_quota_and_feature_flag_messages() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let quota_guid = harness
+            .get("/v2/quota_definitions?q=name:default", &admin)
+            .await
+            .body["resources"][0]["metadata"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let created = harness
+            .post(
+                "/v2/organizations",
+                &admin,
+                json!({"name": "quoted", "quota_definition_guid": quota_guid, "billing_enabled": false, "manager_guids": []}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        assert_eq!(
+            created.body["entity"]["quota_definition_guid"],
+            quota_guid.as_str()
+        );
+        let stripped = harness
+            .post("/v2/organizations", &admin, json!({"name": "  padded\t"}))
+            .await;
+        assert_eq!(stripped.status, 201, "{:#}", stripped.body);
+        assert_eq!(stripped.body["entity"]["name"], "padded");
+        let unknown_quota = harness
+            .post(
+                "/v2/organizations",
+                &admin,
+                json!({"name": "unquoted", "quota_definition_guid": "nope"}),
+            )
+            .await;
+        assert_eq!(
+            unknown_quota.body,
+            json!({"code": 1002, "description": "Could not find QuotaDefinition with guid: nope", "error_code": "CF-InvalidRelation"})
+        );
+        let none = harness
+            .get("/v2/organizations?q=name:unquoted", &admin)
+            .await;
+        assert_eq!(none.body["total_results"], 0, "{:#}", none.body);
+
+        let flag_path = "/v2/config/feature_flags/user_org_creation";
+        let custom = harness
+            .put(
+                flag_path,
+                &admin,
+                json!({"enabled": false, "error_message": "ask the platform team"}),
+            )
+            .await;
+        assert_eq!(custom.status, 200, "{:#}", custom.body);
+        assert_eq!(
+            custom.body,
+            json!({"name": "user_org_creation", "enabled": false, "error_message": "ask the platform team", "url": flag_path})
+        );
+        let grace = harness.issuer.add_user("grace", "uaa");
+        let grace_token = harness.issuer.user_token(&grace);
+        let refused = harness
+            .post("/v2/organizations", &grace_token, json!({"name": "graces"}))
+            .await;
+        // CC's OrganizationAccess#create? only asks whether the flag is on: a plain refusal.
+        assert_eq!(
+            refused.body,
+            json!({"code": 10003, "description": "You are not authorized to perform the requested action", "error_code": "CF-NotAuthorized"})
+        );
+        let enabled = harness
+            .put(flag_path, &admin, json!({"enabled": true}))
+            .await;
+        assert_eq!(
+            enabled.body["error_message"],
+            json!(null),
+            "{:#}",
+            enabled.body
+        );
+        let allowed = harness
+            .post("/v2/organizations", &grace_token, json!({"name": "graces"}))
+            .await;
+        assert_eq!(allowed.status, 201, "{:#}", allowed.body);
+        let space = harness
+            .post(
+                "/v2/spaces",
+                &grace_token,
+                json!({"name": "home", "organization_guid": allowed.body["metadata"]["guid"], "developer_guids": []}),
+            )
+            .await;
+        assert_eq!(space.status, 201, "{:#}", space.body);
+
+        // `billing_enabled` is stored, and like the quota and status it is for admins only.
+        let graces = format!(
+            "/v2/organizations/{}",
+            allowed.body["metadata"]["guid"].as_str().unwrap()
+        );
+        for body in [
+            json!({"billing_enabled": true}),
+            json!({"quota_definition_guid": quota_guid}),
+            json!({"status": "suspended"}),
+        ] {
+            let refused = harness.put(&graces, &grace_token, body.clone()).await;
+            assert_eq!(refused.status, 403, "{body}: {:#}", refused.body);
+        }
+        let own_quota = harness
+            .post(
+                "/v2/organizations",
+                &grace_token,
+                json!({"name": "graces-too", "quota_definition_guid": quota_guid}),
+            )
+            .await;
+        assert_eq!(own_quota.status, 403, "{:#}", own_quota.body);
+        let billed = harness
+            .put(&graces, &admin, json!({"billing_enabled": true}))
+            .await;
+        assert_eq!(billed.status, 201, "{:#}", billed.body);
+        assert_eq!(billed.body["entity"]["billing_enabled"], true);
+        assert_eq!(
+            harness.get(&graces, &admin).await.body["entity"]["billing_enabled"],
+            true
+        );
+        let billed_at_birth = harness
+            .post(
+                "/v2/organizations",
+                &admin,
+                json!({"name": "billed", "billing_enabled": true}),
+            )
+            .await;
+        assert_eq!(billed_at_birth.body["entity"]["billing_enabled"], true);
+        harness.stop().await;
+    }
+}
+
+/// `/v2/quota_definitions` writes (admin): create with CC's required fields and defaults,
+/// partial update (201), CC's validations and codes, and delete (refused while an org uses the
+/// quota; 204, or 202 with a job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_quota_definitions_create_update_delete() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let body = json!({"name": "small", "non_basic_services_allowed": false, "total_services": 5,
+                          "total_routes": 10, "memory_limit": 2048, "trial_db_allowed": true});
+        let created = harness
+            .post("/v2/quota_definitions", &admin, body.clone())
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        let quota_guid = created.body["metadata"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let quota_path = format!("/v2/quota_definitions/{quota_guid}");
+        assert_eq!(created.header("location").unwrap(), quota_path);
+        check(
+            &created.body,
+            &harness.base,
+            json!({
+                "metadata": {"guid": "<guid>", "url": "/v2/quota_definitions/<guid>", "created_at": "<time>", "updated_at": "<time>"},
+                "entity": {
+                    "name": "small", "non_basic_services_allowed": false, "total_services": 5,
+                    "total_routes": 10, "total_private_domains": -1, "memory_limit": 2048,
+                    "trial_db_allowed": false, "instance_memory_limit": -1, "app_instance_limit": -1,
+                    "app_task_limit": -1, "total_service_keys": -1, "total_reserved_route_ports": 0,
+                    "log_rate_limit": -1,
+                },
+            }),
+        );
+        let found = harness
+            .get("/v2/quota_definitions?q=name:small", &admin)
+            .await;
+        assert_eq!(found.body["total_results"], 1, "{:#}", found.body);
+
+        let expect_error =
+            |answer: crate::support::Answer, status: u16, code: u64, error_code: &str| {
+                assert_eq!(answer.status, status, "{:#}", answer.body);
+                assert_eq!(answer.body["code"], code, "{:#}", answer.body);
+                assert_eq!(answer.body["error_code"], error_code, "{:#}", answer.body);
+                answer.body["description"].as_str().unwrap().to_owned()
+            };
+        let taken = harness
+            .post("/v2/quota_definitions", &admin, body.clone())
+            .await;
+        assert_eq!(
+            expect_error(taken, 400, 240002, "CF-QuotaDefinitionNameTaken"),
+            "Quota Definition is taken: small"
+        );
+        let mut missing = body.clone();
+        missing.as_object_mut().unwrap().remove("memory_limit");
+        missing["name"] = json!("other");
+        let missing = harness.post("/v2/quota_definitions", &admin, missing).await;
+        assert_eq!(
+            expect_error(missing, 400, 1001, "CF-MessageParseError"),
+            "Request invalid due to parse error: Field: memory_limit, Error: Missing field memory_limit"
+        );
+        let mut mistyped = body.clone();
+        mistyped["name"] = json!("other");
+        mistyped["total_routes"] = json!("ten");
+        let mistyped = harness
+            .post("/v2/quota_definitions", &admin, mistyped)
+            .await;
+        expect_error(mistyped, 400, 1001, "CF-MessageParseError");
+        let mut negative = body.clone();
+        negative["name"] = json!("other");
+        negative["memory_limit"] = json!(-2);
+        let negative = harness
+            .post("/v2/quota_definitions", &admin, negative)
+            .await;
+        expect_error(
+            negative,
+            400,
+            240004,
+            "CF-QuotaDefinitionMemoryLimitInvalid",
+        );
+        let mut ports = body.clone();
+        ports["name"] = json!("other");
+        ports["total_reserved_route_ports"] = json!(11);
+        let ports = harness.post("/v2/quota_definitions", &admin, ports).await;
+        expect_error(ports, 400, 240003, "CF-QuotaDefinitionInvalid");
+        let dora = harness.issuer.add_user("dora", "uaa");
+        let dora_token = harness.issuer.user_token(&dora);
+        let mut by_user = body.clone();
+        by_user["name"] = json!("other");
+        let by_user = harness
+            .post("/v2/quota_definitions", &dora_token, by_user)
+            .await;
+        expect_error(by_user, 403, 10003, "CF-NotAuthorized");
+        let nothing = harness
+            .get("/v2/quota_definitions?q=name:other", &admin)
+            .await;
+        assert_eq!(nothing.body["total_results"], 0, "{:#}", nothing.body);
+
+        // Partial update answers 201 and keeps what was not sent.
+        let updated = harness
+            .put(
+                &quota_path,
+                &admin,
+                json!({"memory_limit": 4096, "app_instance_limit": 8}),
+            )
+            .await;
+        assert_eq!(updated.status, 201, "{:#}", updated.body);
+        assert_eq!(updated.body["entity"]["memory_limit"], 4096);
+        assert_eq!(updated.body["entity"]["app_instance_limit"], 8);
+        assert_eq!(updated.body["entity"]["total_services"], 5);
+        let bad_update = harness
+            .put(&quota_path, &admin, json!({"app_task_limit": -5}))
+            .await;
+        expect_error(bad_update, 400, 240003, "CF-QuotaDefinitionInvalid");
+        let by_user = harness
+            .put(&quota_path, &dora_token, json!({"memory_limit": 1}))
+            .await;
+        expect_error(by_user, 403, 10003, "CF-NotAuthorized");
+        let default_guid = harness
+            .get("/v2/quota_definitions?q=name:default", &admin)
+            .await
+            .body["resources"][0]["metadata"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let rename_default = harness
+            .put(
+                &format!("/v2/quota_definitions/{default_guid}"),
+                &admin,
+                json!({"name": "renamed"}),
+            )
+            .await;
+        expect_error(rename_default, 400, 240003, "CF-QuotaDefinitionInvalid");
+        let delete_default = harness
+            .delete(&format!("/v2/quota_definitions/{default_guid}"), &admin)
+            .await;
+        expect_error(delete_default, 400, 240003, "CF-QuotaDefinitionInvalid");
+
+        // A quota an org uses stays; once the org moves off it, it can go (async: a v2 job).
+        let org = harness
+            .post(
+                "/v2/organizations",
+                &admin,
+                json!({"name": "frugal", "quota_definition_guid": quota_guid}),
+            )
+            .await;
+        assert_eq!(org.status, 201, "{:#}", org.body);
+        let org_guid = org.body["metadata"]["guid"].as_str().unwrap().to_owned();
+        let in_use = harness.delete(&quota_path, &admin).await;
+        assert_eq!(
+            expect_error(in_use, 400, 10006, "CF-AssociationNotEmpty"),
+            "Please delete the organization associations for your quota definition."
+        );
+        let moved = harness
+            .put(
+                &format!("/v2/organizations/{org_guid}"),
+                &admin,
+                json!({"quota_definition_guid": default_guid}),
+            )
+            .await;
+        assert_eq!(moved.status, 201, "{:#}", moved.body);
+        let by_user = harness.delete(&quota_path, &dora_token).await;
+        expect_error(by_user, 403, 10003, "CF-NotAuthorized");
+        let deleted = harness
+            .delete(&format!("{quota_path}?async=true"), &admin)
+            .await;
+        assert_eq!(deleted.status, 202, "{:#}", deleted.body);
+        let job = harness
+            .get(deleted.body["metadata"]["url"].as_str().unwrap(), &admin)
+            .await;
+        assert_eq!(job.body["entity"]["status"], "finished", "{:#}", job.body);
+        let gone = harness.get(&quota_path, &admin).await;
+        expect_error(gone, 404, 240001, "CF-QuotaDefinitionNotFound");
+        let again = harness.delete(&quota_path, &admin).await;
+        expect_error(again, 404, 240001, "CF-QuotaDefinitionNotFound");
+        harness.stop().await;
+    }
+}
+
+/// `/v2/organizations/:g/user_roles` and `/v2/spaces/:g/user_roles`: each user with a role there,
+/// with `username` and CC's role names; `q=user_guid:` picks one user. `/v2/users/:g/summary`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_user_roles_list_users_with_cc_role_names() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let ivy = harness.issuer.add_user("ivy", "uaa");
+        let jon = harness.issuer.add_user("jon", "uaa");
+        let org = harness.create_org("roles-org").await;
+        let space = harness.create_space(&org, "roles-space").await;
+        for (role_type, username, target) in [
+            ("organization_user", "ivy", ("organization", org.as_str())),
+            (
+                "organization_manager",
+                "ivy",
+                ("organization", org.as_str()),
+            ),
+            ("organization_user", "jon", ("organization", org.as_str())),
+            (
+                "organization_billing_manager",
+                "jon",
+                ("organization", org.as_str()),
+            ),
+            ("space_manager", "jon", ("space", space.as_str())),
+            ("space_auditor", "jon", ("space", space.as_str())),
+        ] {
+            let granted = harness.grant(role_type, username, target).await;
+            assert_eq!(granted.status, 201, "{:#}", granted.body);
+        }
+        let roles_of = |answer: &crate::support::Answer, key: &str| -> Vec<(String, Value)> {
+            assert_eq!(answer.status, 200, "{:#}", answer.body);
+            answer.body["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| {
+                    (
+                        user["entity"]["username"].as_str().unwrap().to_owned(),
+                        user["entity"][key].clone(),
+                    )
+                })
+                .collect()
+        };
+        let org_roles = harness
+            .get(&format!("/v2/organizations/{org}/user_roles"), &admin)
+            .await;
+        assert_eq!(
+            roles_of(&org_roles, "organization_roles"),
+            [
+                ("ivy".to_owned(), json!(["org_user", "org_manager"])),
+                ("jon".to_owned(), json!(["org_user", "billing_manager"])),
+            ]
+        );
+        assert_eq!(
+            org_roles.body["resources"][0]["metadata"]["url"],
+            format!("/v2/users/{}", ivy.id)
+        );
+        let one = harness
+            .get(
+                &format!("/v2/organizations/{org}/user_roles?q=user_guid:{}", jon.id),
+                &admin,
+            )
+            .await;
+        assert_eq!(one.body["total_results"], 1, "{:#}", one.body);
+        let space_roles = harness
+            .get(&format!("/v2/spaces/{space}/user_roles"), &admin)
+            .await;
+        assert_eq!(
+            roles_of(&space_roles, "space_roles"),
+            [("jon".to_owned(), json!(["space_manager", "space_auditor"]))]
+        );
+        let missing = harness.get("/v2/spaces/nope/user_roles", &admin).await;
+        assert_eq!(
+            missing.body["error_code"], "CF-SpaceNotFound",
+            "{:#}",
+            missing.body
+        );
+        let outsider = harness.issuer.add_user("outsider", "uaa");
+        let hidden = harness
+            .get(
+                &format!("/v2/organizations/{org}/user_roles"),
+                &harness.issuer.user_token(&outsider),
+            )
+            .await;
+        assert_eq!(
+            hidden.body["error_code"], "CF-OrganizationNotFound",
+            "{:#}",
+            hidden.body
+        );
+
+        // The user summary inlines orgs (with spaces, quota and managers) and spaces by relation.
+        let ivy_summary = harness
+            .get(&format!("/v2/users/{}/summary", ivy.id), &admin)
+            .await;
+        assert_eq!(ivy_summary.status, 200, "{:#}", ivy_summary.body);
+        let entity = &ivy_summary.body["entity"];
+        assert_eq!(ivy_summary.body["metadata"]["guid"], ivy.id.as_str());
+        let managed = &entity["managed_organizations"][0]["entity"];
+        assert_eq!(managed["name"], "roles-org", "{entity:#}");
+        assert_eq!(managed["spaces"][0]["entity"]["name"], "roles-space");
+        assert_eq!(managed["quota_definition"]["entity"]["name"], "default");
+        assert_eq!(managed["managers"][0]["metadata"]["guid"], ivy.id.as_str());
+        assert_eq!(entity["organizations"].as_array().unwrap().len(), 1);
+        assert_eq!(entity["audited_organizations"], json!([]));
+        assert_eq!(entity["spaces"], json!([]));
+        let jon_token = harness.issuer.user_token(&jon);
+        let jon_summary = harness
+            .get(&format!("/v2/users/{}/summary", jon.id), &jon_token)
+            .await;
+        assert_eq!(
+            jon_summary.body["entity"]["managed_spaces"][0]["entity"],
+            json!({"name": "roles-space"}),
+            "{:#}",
+            jon_summary.body
+        );
+        assert_eq!(
+            jon_summary.body["entity"]["billing_managed_organizations"][0]["entity"]["name"],
+            "roles-org"
+        );
+        let not_yours = harness
+            .get(&format!("/v2/users/{}/summary", ivy.id), &jon_token)
+            .await;
+        assert_eq!(
+            not_yours.body["error_code"], "CF-NotAuthorized",
+            "{:#}",
+            not_yours.body
+        );
+        let nobody = harness.get("/v2/users/nope/summary", &admin).await;
+        assert_eq!(
+            nobody.body["error_code"], "CF-UserNotFound",
+            "{:#}",
+            nobody.body
+        );
+        harness.stop().await;
+    }
+}
+
+/// A space delete without `recursive=true` is refused while the space holds an app (nothing is
+/// deleted); an empty space goes at once, and `recursive=true&async=true` answers a v2 job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_space_delete_needs_recursive_when_not_empty() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("deletions").await;
+        let busy = harness.create_space(&org, "busy").await;
+        let empty = harness.create_space(&org, "empty").await;
+        let app = harness
+            .post(
+                "/v3/apps",
+                &admin,
+                json!({"name": "stays", "relationships": {"space": {"data": {"guid": busy}}}}),
+            )
+            .await;
+        assert_eq!(app.status, 201, "{:#}", app.body);
+        let app_guid = app.body["guid"].as_str().unwrap().to_owned();
+
+        let refused = harness.delete(&format!("/v2/spaces/{busy}"), &admin).await;
+        assert_eq!(refused.status, 400, "{:#}", refused.body);
+        // Kiln gives every app its web process at once, so the process is the dependent found.
+        assert_eq!(
+            refused.body,
+            json!({"code": 10006, "description": "Please delete the processes associations for your spaces.", "error_code": "CF-AssociationNotEmpty"})
+        );
+        assert_eq!(
+            harness
+                .get(&format!("/v3/apps/{app_guid}"), &admin)
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            harness
+                .get(&format!("/v2/spaces/{busy}"), &admin)
+                .await
+                .status,
+            200
+        );
+
+        let emptied = harness.delete(&format!("/v2/spaces/{empty}"), &admin).await;
+        assert_eq!(emptied.status, 204, "{:#}", emptied.body);
+        let recursive = harness
+            .delete(
+                &format!("/v2/spaces/{busy}?recursive=true&async=true"),
+                &admin,
+            )
+            .await;
+        assert_eq!(recursive.status, 202, "{:#}", recursive.body);
+        let job = harness
+            .get(recursive.body["metadata"]["url"].as_str().unwrap(), &admin)
+            .await;
+        assert_eq!(job.body["entity"]["status"], "finished", "{:#}", job.body);
+        assert_eq!(
+            harness
+                .get(&format!("/v3/apps/{app_guid}"), &admin)
+                .await
+                .status,
+            404
+        );
+        harness.stop().await;
+    }
+}
+
+/// The org's related views: summary (spaces with app and service counts), instance and memory
+/// usage, space quotas (none in Kiln), private domains, the deprecated domain unions, the space's
+/// security groups (none in Kiln), and unsetting the (never set) isolation segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_organization_summary_usage_and_domains() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("summarised").await;
+        let space = harness.create_space(&org, "busy").await;
+        let app = harness
+            .post(
+                "/v3/apps",
+                &admin,
+                json!({"name": "idle", "relationships": {"space": {"data": {"guid": space}}}}),
+            )
+            .await;
+        assert_eq!(app.status, 201, "{:#}", app.body);
+
+        let summary = harness
+            .get(&format!("/v2/organizations/{org}/summary"), &admin)
+            .await;
+        assert_eq!(summary.status, 200, "{:#}", summary.body);
+        assert_eq!(
+            summary.body,
+            json!({"guid": org, "name": "summarised", "status": "active", "spaces": [
+                {"guid": space, "name": "busy", "service_count": 0, "app_count": 1,
+                 "mem_dev_total": 0, "mem_prod_total": 0},
+            ]})
+        );
+        let instances = harness
+            .get(&format!("/v2/organizations/{org}/instance_usage"), &admin)
+            .await;
+        assert_eq!(instances.body, json!({"instance_usage": 0}));
+        let memory = harness
+            .get(&format!("/v2/organizations/{org}/memory_usage"), &admin)
+            .await;
+        assert_eq!(memory.body, json!({"memory_usage_in_mb": 0}));
+        let space_quotas = harness
+            .get(
+                &format!("/v2/organizations/{org}/space_quota_definitions"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            space_quotas.body,
+            json!({"total_results": 0, "total_pages": 1, "prev_url": null, "next_url": null, "resources": []})
+        );
+        let private = harness
+            .get(&format!("/v2/organizations/{org}/private_domains"), &admin)
+            .await;
+        assert_eq!(private.body["total_results"], 0, "{:#}", private.body);
+        let domains = harness
+            .get(&format!("/v2/organizations/{org}/domains"), &admin)
+            .await;
+        assert_eq!(
+            domains.header("x-cf-warnings").unwrap(),
+            "Endpoint+deprecated"
+        );
+        assert_eq!(
+            domains.body["resources"][0]["entity"]["name"], "apps.localhost",
+            "{:#}",
+            domains.body
+        );
+        let space_domains = harness
+            .get(&format!("/v2/spaces/{space}/domains"), &admin)
+            .await;
+        assert_eq!(
+            space_domains.header("x-cf-warnings").unwrap(),
+            "Endpoint+deprecated"
+        );
+        assert_eq!(
+            space_domains.body["resources"][0]["entity"]["name"], "apps.localhost",
+            "{:#}",
+            space_domains.body
+        );
+        for relation in ["security_groups", "staging_security_groups"] {
+            let groups = harness
+                .get(&format!("/v2/spaces/{space}/{relation}"), &admin)
+                .await;
+            assert_eq!(groups.body["total_results"], 0, "{:#}", groups.body);
+            let missing = harness
+                .get(&format!("/v2/spaces/nope/{relation}"), &admin)
+                .await;
+            assert_eq!(missing.body["error_code"], "CF-SpaceNotFound", "{relation}");
+        }
+        let unset = harness
+            .delete(
+                &format!("/v2/organizations/{org}/default_isolation_segment"),
+                &admin,
+            )
+            .await;
+        assert_eq!(unset.status, 200, "{:#}", unset.body);
+        assert_eq!(
+            unset.body["entity"]["default_isolation_segment_guid"],
+            json!(null)
+        );
+        let unset = harness
+            .delete(&format!("/v2/spaces/{space}/isolation_segment"), &admin)
+            .await;
+        assert_eq!(unset.status, 200, "{:#}", unset.body);
+        assert_eq!(unset.body["metadata"]["guid"], space.as_str());
+        for path in [
+            "summary",
+            "instance_usage",
+            "memory_usage",
+            "private_domains",
+            "domains",
+            "space_quota_definitions",
+        ] {
+            let missing = harness
+                .get(&format!("/v2/organizations/nope/{path}"), &admin)
+                .await;
+            assert_eq!(missing.status, 404, "{path}: {:#}", missing.body);
+            assert_eq!(
+                missing.body["error_code"], "CF-OrganizationNotFound",
+                "{path}"
+            );
+        }
+        harness.stop().await;
+    }
+}
+
+/// `next_url` carries the parameters CC keeps (here `return_user_provided_service_instances`
+/// and `inline-relations-depth`), so page 2 lists the same collection as page 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_next_url_keeps_the_list_parameters() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let org = harness.create_org("paged").await;
+        let space = harness.create_space(&org, "paged").await;
+        for name in ["first", "second"] {
+            let created = harness
+                .post(
+                    "/v2/user_provided_service_instances",
+                    &admin,
+                    json!({"name": name, "space_guid": space}),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{:#}", created.body);
+        }
+        let first = harness
+            .get(
+                "/v2/service_instances?return_user_provided_service_instances=true&results-per-page=1&inline-relations-depth=1",
+                &admin,
+            )
+            .await;
+        assert_eq!(v2_names(&first), ["first"]);
+        let next = first.body["next_url"].as_str().unwrap().to_owned();
+        assert!(
+            next.contains("return_user_provided_service_instances=true")
+                && next.contains("inline-relations-depth=1"),
+            "{next}"
+        );
+        let second = harness.get(&next, &admin).await;
+        assert_eq!(v2_names(&second), ["second"]);
+        let previous = second.body["prev_url"].as_str().unwrap().to_owned();
+        assert_eq!(v2_names(&harness.get(&previous, &admin).await), ["first"]);
         harness.stop().await;
     }
 }
