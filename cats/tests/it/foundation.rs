@@ -289,6 +289,38 @@ fn a_duplicate_org_name_gets_cf_s_message() {
         .contains("Space 's' already exists.");
 }
 
+/// `cf rename-org` (which sends an empty `metadata` with the new name) and `cf rename-space`.
+#[test]
+fn orgs_and_spaces_are_renamed() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let (org, renamed_org) = (unique_name("before"), unique_name("after"));
+    let (space, renamed_space) = (unique_name("s-before"), unique_name("s-after"));
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin.run(&["create-space", &space, "-o", &org]).success();
+    admin
+        .run(&["rename-org", &org, &renamed_org])
+        .success()
+        .contains(&format!("Renaming org {org} to {renamed_org} as"));
+    admin.run(&["target", "-o", &renamed_org]).success();
+    admin
+        .run(&["rename-space", &space, &renamed_space])
+        .success()
+        .contains(&format!("Renaming space {space} to {renamed_space} as"));
+    admin
+        .run(&["orgs"])
+        .success()
+        .has_line(&renamed_org)
+        .lacks(&org);
+    admin.run(&["spaces"]).success().has_line(&renamed_space);
+    admin
+        .run(&["rename-org", &unique_name("ghost"), "x"])
+        .failure()
+        .contains("not found");
+    admin.run(&["delete-org", &renamed_org, "-f"]).success();
+}
+
 /// `cf set-org-role CLIENT ORG OrgAuditor --client`: the CLI checks the client in UAA, the Cloud
 /// Controller gives the client's id an org role, and `cf org-users` lists it as a client.
 #[test]

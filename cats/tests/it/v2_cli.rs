@@ -85,6 +85,19 @@ fn the_foundation_story_with_the_v2_cli() {
         .has_line(&org)
         .has_line(&other_org);
     admin.run(&["spaces"]).success().has_line(&space);
+    admin
+        .run(&["org", &org])
+        .success()
+        .has_line_starting("domains:")
+        .has_line_starting("quota:")
+        .contains(&space);
+    admin
+        .run(&["space", &space])
+        .success()
+        .has_line_starting("org:")
+        .has_line_starting("apps:")
+        .contains(&org);
+    admin.run(&["apps"]).success().contains("No apps found");
 
     admin
         .run(&["create-user", &erin, "pa55word"])
