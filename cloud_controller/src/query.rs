@@ -2,7 +2,7 @@
 //! (with the CLI's `%2C`-in-names convention), `include`, and pagination with absolute hrefs that
 //! preserve the query.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::HttpRequest;
 use serde_json::{json, Value};
@@ -36,10 +36,8 @@ pub struct ListQuery {
     pub per_page: u32,
     /// Sort key and whether it is descending.
     pub order: (SortKey, bool),
-    /// True when a `label_selector` asks for a label: no Kiln resource carries labels yet, so
-    /// such a selector matches nothing (and one made only of `!key`, `!=` and `notin`
-    /// requirements matches everything).
-    selects_labels: bool,
+    /// The requirements of every `label_selector`, all of which a resource's labels must meet.
+    label_requirements: Vec<LabelRequirement>,
 }
 
 /// Parameters every list accepts.
@@ -93,7 +91,7 @@ impl ListQuery {
             page: 1,
             per_page: DEFAULT_PER_PAGE,
             order: (SortKey::CreatedAt, false),
-            selects_labels: false,
+            label_requirements: Vec::new(),
         };
         for (key, value) in &pairs {
             match key.as_str() {
@@ -153,7 +151,9 @@ impl ListQuery {
                     query.order = (key, descending);
                 }
                 "label_selector" => {
-                    query.selects_labels |= selects_labels(value)?;
+                    query
+                        .label_requirements
+                        .extend(parse_label_selector(value)?);
                 }
                 _ => {
                     query.lists.insert(key.clone(), split_list(key, value));
@@ -176,6 +176,13 @@ impl ListQuery {
             return Err(ApiError::bad_query("Order by can only be: 'name'"));
         }
         Ok(())
+    }
+
+    /// True when `labels` (by full key) meet every `label_selector` requirement.
+    pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.label_requirements
+            .iter()
+            .all(|requirement| requirement.matches(labels))
     }
 
     /// Values of a comma-list filter, when given.
@@ -267,10 +274,17 @@ impl ListQuery {
 
     /// Takes the requested page out of `items` (already filtered and sorted) and builds the
     /// `pagination` object with absolute hrefs under `{base}{path}`.
+    /// For resources that carry no labels: a `label_selector` is matched against no labels.
     pub fn page_of<T>(&self, mut items: Vec<T>, base: &str, path: &str) -> (Vec<T>, Value) {
-        if self.selects_labels {
+        if !self.matches_labels(&BTreeMap::new()) {
             items.clear();
         }
+        self.page_of_labelled(items, base, path)
+    }
+
+    /// Same as [`ListQuery::page_of`] for resources that carry labels, which the caller has
+    /// already filtered with [`ListQuery::matches_labels`].
+    pub fn page_of_labelled<T>(&self, items: Vec<T>, base: &str, path: &str) -> (Vec<T>, Value) {
         let total = items.len();
         let per_page = self.per_page as usize;
         let total_pages = total.div_ceil(per_page).max(1);
@@ -321,10 +335,49 @@ pub fn as_unprocessable(error: ApiError) -> ApiError {
 /// Most label selector requirements Kiln (like CC) accepts.
 const MAX_LABEL_REQUIREMENTS: usize = 50;
 
+/// One requirement of a `label_selector`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelRequirement {
+    /// `key`: the label is present.
+    Exists(String),
+    /// `!key`: the label is absent.
+    Absent(String),
+    /// `key=v`, `key==v`, `key in (a,b)`: present with one of the values.
+    In(String, Vec<String>),
+    /// `key!=v`, `key notin (a,b)`: absent, or present with none of the values.
+    NotIn(String, Vec<String>),
+}
+
+impl LabelRequirement {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            LabelRequirement::Exists(key) => labels.contains_key(key),
+            LabelRequirement::Absent(key) => !labels.contains_key(key),
+            LabelRequirement::In(key, values) => labels
+                .get(key)
+                .is_some_and(|value| values.iter().any(|candidate| candidate == value)),
+            LabelRequirement::NotIn(key, values) => labels
+                .get(key)
+                .is_none_or(|value| values.iter().all(|candidate| candidate != value)),
+        }
+    }
+}
+
+/// The values of `(a,b)` (the text after the opening parenthesis), or None when the list is
+/// not closed.
+fn set_values(rest: &str) -> Option<Vec<String>> {
+    let inner = rest.strip_suffix(')')?;
+    Some(
+        inner
+            .split(',')
+            .map(|value| value.trim().to_owned())
+            .collect(),
+    )
+}
+
 /// Parses a `label_selector` as CC does (`key`, `!key`, `key=v`, `key==v`, `key!=v`,
-/// `key in (a,b)`, `key notin (a,b)`, comma-joined) and tells whether any requirement needs a
-/// label to be present, which no unlabelled resource satisfies.
-fn selects_labels(value: &str) -> Result<bool, ApiError> {
+/// `key in (a,b)`, `key notin (a,b)`, comma-joined).
+fn parse_label_selector(value: &str) -> Result<Vec<LabelRequirement>, ApiError> {
     let invalid = || ApiError::bad_query("Invalid label_selector value");
     let requirements = split_requirements(value);
     if requirements.is_empty() {
@@ -342,38 +395,34 @@ fn selects_labels(value: &str) -> Result<bool, ApiError> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
     };
-    let mut selects = false;
+    let checked = |key: &str| {
+        if key_ok(key) {
+            Ok(key.to_owned())
+        } else {
+            Err(invalid())
+        }
+    };
+    let mut parsed = Vec::new();
     for requirement in requirements {
         let requirement = requirement.as_str();
-        if let Some((key, rest)) = requirement.split_once(" notin (") {
-            if !rest.ends_with(')') || !key_ok(key) {
-                return Err(invalid());
-            }
+        let parsed_requirement = if let Some((key, rest)) = requirement.split_once(" notin (") {
+            LabelRequirement::NotIn(checked(key)?, set_values(rest).ok_or_else(invalid)?)
         } else if let Some((key, rest)) = requirement.split_once(" in (") {
-            if !rest.ends_with(')') || !key_ok(key) {
-                return Err(invalid());
-            }
-            selects = true;
-        } else if let Some((key, _)) = requirement.split_once("!=") {
-            if !key_ok(key) {
-                return Err(invalid());
-            }
-        } else if let Some((key, _)) = requirement.split_once('=') {
-            if !key_ok(key) {
-                return Err(invalid());
-            }
-            selects = true;
+            LabelRequirement::In(checked(key)?, set_values(rest).ok_or_else(invalid)?)
+        } else if let Some((key, value)) = requirement.split_once("!=") {
+            LabelRequirement::NotIn(checked(key)?, vec![value.to_owned()])
+        } else if let Some((key, value)) = requirement.split_once("==") {
+            LabelRequirement::In(checked(key)?, vec![value.to_owned()])
+        } else if let Some((key, value)) = requirement.split_once('=') {
+            LabelRequirement::In(checked(key)?, vec![value.to_owned()])
         } else if let Some(key) = requirement.strip_prefix('!') {
-            if !key_ok(key) {
-                return Err(invalid());
-            }
-        } else if key_ok(requirement) {
-            selects = true;
+            LabelRequirement::Absent(checked(key)?)
         } else {
-            return Err(invalid());
-        }
+            LabelRequirement::Exists(checked(requirement)?)
+        };
+        parsed.push(parsed_requirement);
     }
-    Ok(selects)
+    Ok(parsed)
 }
 
 /// Splits a selector on the commas outside parentheses (CC's `REQUIREMENT_SPLITTER`).
@@ -474,7 +523,8 @@ mod tests {
     fn label_selectors_are_parsed_and_match_unlabelled_resources() {
         let selects = |selector: &str| {
             let pairs = vec![("label_selector".to_owned(), selector.to_owned())];
-            ListQuery::from_pairs(pairs, &["label_selector"], &[]).map(|query| query.selects_labels)
+            ListQuery::from_pairs(pairs, &["label_selector"], &[])
+                .map(|query| !query.matches_labels(&BTreeMap::new()))
         };
         assert!(selects("env").unwrap());
         assert!(selects("env=prod").unwrap());
@@ -494,6 +544,32 @@ mod tests {
         .page_of(vec![1, 2], "http://api", "/v3/x");
         assert!(page.is_empty());
         assert_eq!(pagination["total_results"], 0);
+    }
+
+    #[test]
+    fn label_selectors_match_labels() {
+        let matches = |selector: &str, labels: &[(&str, &str)]| {
+            let pairs = vec![("label_selector".to_owned(), selector.to_owned())];
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect();
+            ListQuery::from_pairs(pairs, &["label_selector"], &[])
+                .unwrap()
+                .matches_labels(&labels)
+        };
+        let prod = [("env", "prod"), ("example.com/tier", "web")];
+        assert!(matches("env", &prod));
+        assert!(!matches("!env", &prod));
+        assert!(matches("env=prod,example.com/tier==web", &prod));
+        assert!(!matches("env=prod,example.com/tier=db", &prod));
+        assert!(matches("env in (dev, prod)", &prod));
+        assert!(!matches("env notin (dev,prod)", &prod));
+        assert!(matches("env notin (dev)", &prod));
+        assert!(matches("env!=dev", &prod));
+        assert!(!matches("env!=prod", &prod));
+        assert!(matches("other!=x,!other", &prod));
+        assert!(matches("empty=", &[("empty", "")]));
     }
 
     #[test]

@@ -581,3 +581,102 @@ fn system_buildpacks_and_the_default_stack_are_listed() {
         .contains("kiln-host")
         .contains("ACTIVE");
 }
+
+/// Labels with the stock CLI: `cf set-label`, `cf labels` (CF's key/value table), `cf
+/// unset-label`, and `--labels` filtering on `cf orgs`, `cf spaces` and `cf apps`, for an org, a
+/// space and an app created with `cf create-app`.
+#[test]
+fn orgs_spaces_and_apps_carry_labels() {
+    let Some(cf) = cf_binary() else { return };
+    let platform = shared_platform();
+    let (org, other_org) = (unique_name("labelled"), unique_name("unlabelled"));
+    let (space, other_space) = (unique_name("l-space"), unique_name("u-space"));
+    let (app, other_app) = (unique_name("l-app"), unique_name("u-app"));
+    let admin = admin_session(&cf, platform);
+    admin.run(&["create-org", &org]).success();
+    admin.run(&["create-org", &other_org]).success();
+
+    admin
+        .run(&["set-label", "org", &org, "env=prod", "example.com/tier=web"])
+        .success()
+        .contains(&format!("Setting label(s) for org {org} as"))
+        .contains("OK");
+    admin
+        .run(&["labels", "org", &org])
+        .success()
+        .contains(&format!("Getting labels for org {org} as"))
+        .has_line("key value")
+        .has_line("env prod")
+        .has_line("example.com/tier web");
+    admin
+        .run(&["orgs", "--labels", "env=prod"])
+        .success()
+        .has_line(&org)
+        .lacks(&other_org);
+    admin
+        .run(&["orgs", "--labels", "!env"])
+        .success()
+        .has_line(&other_org)
+        .lacks(&org);
+    admin
+        .run(&["set-label", "org", &org, "env=-bad"])
+        .failure()
+        .contains("Metadata label value error: '-bad' starts or ends with invalid characters");
+    admin
+        .run(&["unset-label", "org", &org, "example.com/tier"])
+        .success()
+        .contains(&format!("Removing label(s) for org {org} as"));
+    admin
+        .run(&["labels", "org", &org])
+        .success()
+        .has_line("env prod")
+        .lacks("example.com/tier");
+
+    admin.run(&["target", "-o", &org]).success();
+    admin.run(&["create-space", &space]).success();
+    admin.run(&["create-space", &other_space]).success();
+    admin
+        .run(&["set-label", "space", &space, "team=blue"])
+        .success()
+        .contains(&format!(
+            "Setting label(s) for space {space} in org {org} as"
+        ));
+    admin
+        .run(&["labels", "space", &space])
+        .success()
+        .has_line("team blue");
+    admin
+        .run(&["spaces", "--labels", "team in (blue,green)"])
+        .success()
+        .has_line(&space)
+        .lacks(&other_space);
+
+    admin.run(&["target", "-s", &space]).success();
+    admin.run(&["create-app", &app]).success();
+    admin.run(&["create-app", &other_app]).success();
+    admin
+        .run(&["set-label", "app", &app, "release=v1"])
+        .success()
+        .contains(&format!(
+            "Setting label(s) for app {app} in org {org} / space {space} as"
+        ));
+    admin
+        .run(&["labels", "app", &app])
+        .success()
+        .has_line("release v1");
+    admin
+        .run(&["apps", "--labels", "release=v1"])
+        .success()
+        .contains(&app)
+        .lacks(&other_app);
+    admin
+        .run(&["unset-label", "app", &app, "release"])
+        .success();
+    admin
+        .run(&["labels", "app", &app])
+        .success()
+        .lacks("release");
+
+    admin.run(&["delete-org", &org, "-f"]).success();
+    admin.run(&["delete-org", &other_org, "-f"]).success();
+}

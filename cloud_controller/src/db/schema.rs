@@ -58,6 +58,8 @@ diesel::table! {
         is_client -> Bool,
         created_at -> Text,
         updated_at -> Text,
+        admin -> Bool,
+        default_space_id -> Nullable<Integer>,
     }
 }
 
@@ -376,6 +378,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    resource_labels (id) {
+        id -> Integer,
+        resource_type -> Text,
+        resource_guid -> Text,
+        key_prefix -> Text,
+        key_name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    resource_annotations (id) {
+        id -> Integer,
+        resource_type -> Text,
+        resource_guid -> Text,
+        key_prefix -> Text,
+        key_name -> Text,
+        value -> Text,
+    }
+}
+
 diesel::joinable!(organizations -> quota_definitions (quota_definition_id));
 diesel::joinable!(route_destinations -> routes (route_id));
 diesel::joinable!(builds -> apps (app_id));
@@ -414,4 +438,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     service_plan_visibilities,
     service_instances,
     service_credential_bindings,
+    resource_labels,
+    resource_annotations,
 );

@@ -227,6 +227,8 @@ pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
         )
         .execute(conn)?;
         diesel::delete(processes::table.filter(processes::app_id.eq(id))).execute(conn)?;
+        let app_guids: Vec<String> = apps::table.find(id).select(apps::guid).load(conn)?;
+        super::metadata::delete_for(conn, super::metadata::APP, &app_guids)?;
         diesel::delete(apps::table.find(id)).execute(conn)?;
         Ok(())
     })

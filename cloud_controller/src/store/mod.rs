@@ -5,6 +5,7 @@ pub mod apps;
 pub mod buildpacks;
 pub mod builds;
 pub mod jobs;
+pub mod metadata;
 pub mod orgs;
 pub mod packages;
 pub mod reference_data;

@@ -173,6 +173,16 @@ pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
         super::routes::delete_in_spaces_and_domains(conn, &space_ids, &domain_ids)?;
         super::apps::delete_in_spaces(conn, &space_ids)?;
         diesel::delete(roles::table.filter(roles::organization_id.eq(id))).execute(conn)?;
+        let space_guids: Vec<String> = spaces::table
+            .filter(spaces::organization_id.eq(id))
+            .select(spaces::guid)
+            .load(conn)?;
+        super::metadata::delete_for(conn, super::metadata::SPACE, &space_guids)?;
+        let org_guids: Vec<String> = organizations::table
+            .find(id)
+            .select(organizations::guid)
+            .load(conn)?;
+        super::metadata::delete_for(conn, super::metadata::ORGANIZATION, &org_guids)?;
         diesel::delete(spaces::table.filter(spaces::organization_id.eq(id))).execute(conn)?;
         diesel::delete(domains::table.filter(domains::owning_organization_id.eq(id)))
             .execute(conn)?;

@@ -97,6 +97,9 @@ pub fn delete_cascade(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
         super::routes::delete_in_spaces_and_domains(conn, &[id], &[])?;
         super::apps::delete_in_spaces(conn, &[id])?;
         diesel::delete(roles::table.filter(roles::space_id.eq(id))).execute(conn)?;
+        super::users::clear_default_space(conn, &[id])?;
+        let space_guids: Vec<String> = spaces::table.find(id).select(spaces::guid).load(conn)?;
+        super::metadata::delete_for(conn, super::metadata::SPACE, &space_guids)?;
         diesel::delete(spaces::table.find(id)).execute(conn)?;
         Ok(())
     })

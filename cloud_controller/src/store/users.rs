@@ -1,10 +1,12 @@
 //! Cloud Controller users: UAA user ids (or client ids) with the username and origin last learned.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 
 use super::{now, StoreError};
 use crate::db::models::{NewUser, UserRow};
-use crate::db::schema::users;
+use crate::db::schema::{spaces, users};
 use crate::db::DbConn;
 use crate::error::ApiError;
 
@@ -101,4 +103,85 @@ pub fn delete(conn: &mut DbConn, id: i32) -> Result<(), ApiError> {
         diesel::delete(users::table.find(id)).execute(conn)?;
         Ok(())
     })
+}
+
+/// What CC stores on a user row besides its identity: the `admin` flag and the default space.
+///
+/// `admin` is only stored and shown. As in CC, where `User#admin?` is deprecated in favour of the
+/// token's `cloud_controller.admin` scope, nothing here grants any permission.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSettings {
+    pub admin: bool,
+    pub default_space_guid: Option<String>,
+}
+
+/// The settings of every user, by user id.
+pub fn all_settings(conn: &mut DbConn) -> Result<HashMap<i32, UserSettings>, ApiError> {
+    // A default space id whose space is gone reads as no default space.
+    let rows: Vec<(i32, bool, Option<String>)> = users::table
+        .left_join(spaces::table.on(spaces::id.nullable().eq(users::default_space_id)))
+        .select((users::id, users::admin, spaces::guid.nullable()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, admin, default_space_guid)| {
+            (
+                id,
+                UserSettings {
+                    admin,
+                    default_space_guid,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The settings of one user (CC's defaults when the user is gone).
+pub fn settings(conn: &mut DbConn, id: i32) -> Result<UserSettings, ApiError> {
+    let row: Option<(i32, bool, Option<String>)> = users::table
+        .left_join(spaces::table.on(spaces::id.nullable().eq(users::default_space_id)))
+        .filter(users::id.eq(id))
+        .select((users::id, users::admin, spaces::guid.nullable()))
+        .first(conn)
+        .optional()?;
+    Ok(row
+        .map(|(_, admin, default_space_guid)| UserSettings {
+            admin,
+            default_space_guid,
+        })
+        .unwrap_or_default())
+}
+
+/// Changes what is given: `admin`, and the default space (`Some(None)` clears it).
+pub fn update_settings(
+    conn: &mut DbConn,
+    id: i32,
+    admin: Option<bool>,
+    default_space_id: Option<Option<i32>>,
+) -> Result<(), ApiError> {
+    conn.write_transaction(|conn| {
+        if let Some(admin) = admin {
+            diesel::update(users::table.find(id))
+                .set(users::admin.eq(admin))
+                .execute(conn)?;
+        }
+        if let Some(default_space_id) = default_space_id {
+            diesel::update(users::table.find(id))
+                .set(users::default_space_id.eq(default_space_id))
+                .execute(conn)?;
+        }
+        diesel::update(users::table.find(id))
+            .set(users::updated_at.eq(now()))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Clears the default space of every user whose default space is one of these (CC nullifies a
+/// deleted space's `default_users`).
+pub fn clear_default_space(conn: &mut DbConn, space_ids: &[i32]) -> Result<(), ApiError> {
+    diesel::update(users::table.filter(users::default_space_id.eq_any(space_ids)))
+        .set(users::default_space_id.eq(None::<i32>))
+        .execute(conn)?;
+    Ok(())
 }

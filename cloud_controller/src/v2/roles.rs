@@ -466,12 +466,18 @@ async fn list(
                 .map(|role| role.user_id)
                 .collect();
             let memberships = super::users::Memberships::load(conn)?;
+            let settings = store::users::all_settings(conn)?;
             let users: Vec<UserRow> = store::users::list(conn)?
                 .into_iter()
                 .filter(|row| holder_ids.contains(&row.id) && memberships.accepted_by(row, &query))
                 .collect();
             let path = format!("/v2/{}/{guid}/{relation}", scope.collection());
-            Ok(query.envelope(users, &path, |row| &row.guid, super::users::render))
+            Ok(query.envelope(
+                users,
+                &path,
+                |row| &row.guid,
+                |row| super::users::render_with(&settings, row),
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -520,6 +526,7 @@ async fn list_user_roles(
                 .into_iter()
                 .filter(|role| role.space_id == target.space_id())
                 .collect();
+            let settings = store::users::all_settings(conn)?;
             let users: Vec<(UserRow, Vec<&'static str>)> = store::users::list(conn)?
                 .into_iter()
                 .filter(|row| query.accepts("user_guid", &row.guid))
@@ -543,7 +550,7 @@ async fn list_user_roles(
                 &path,
                 |(row, _)| &row.guid,
                 |(row, names)| {
-                    let mut rendered = super::users::render(row);
+                    let mut rendered = super::users::render_with(&settings, row);
                     rendered["entity"][key] = serde_json::json!(names);
                     rendered
                 },

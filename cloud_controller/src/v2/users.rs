@@ -1,5 +1,6 @@
 //! `/v2/users`: list (admin and read-only admin), get (themself or those), create from a UAA id
-//! (admin, 201, `CF-UaaIdTaken` on a duplicate), delete (admin; 204 or a job with `async=true`),
+//! (admin, 201, `CF-UaaIdTaken` on a duplicate), update `admin` and `default_space_guid` (admin,
+//! 201), delete (admin; 204 or a job with `async=true`),
 //! and the per-user relations `organizations`, `managed_organizations`,
 //! `billing_managed_organizations`, `audited_organizations`, `spaces`, `managed_spaces` and
 //! `audited_spaces` — listed, added (admin, 201 with the user) and removed (204) over the same
@@ -17,6 +18,7 @@ use crate::db::DbConn;
 use crate::error::{ApiError, ErrorKind};
 use crate::permissions::{Permissions, RoleType};
 use crate::query::query_pairs;
+use crate::store::users::UserSettings;
 use crate::store::{self, StoreError};
 use crate::v2::roles::Scope;
 use crate::v2::V2Query;
@@ -80,6 +82,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             resource("/v2/users/{guid}")
                 .route(web::get().to(get))
+                .route(web::put().to(update))
                 .route(web::delete().to(delete)),
         )
         .service(resource("/v2/users/{guid}/summary").route(web::get().to(summary)))
@@ -114,14 +117,17 @@ fn relation(name: &str) -> Result<(RoleType, Scope), ApiError> {
 }
 
 /// The v2 user resource. `username` is only present when CC knows it, as in CC's
-/// username-populating renderer; `admin`, `active` and `default_space_guid` are CC's defaults
-/// (Kiln keeps no per-user flags: platform roles come from token scopes).
-pub(crate) fn render(user: &UserRow) -> Value {
+/// username-populating renderer; `admin` and `default_space_guid` are the stored values (with
+/// `default_space_url` when set), and `active` is CC's default.
+///
+/// The stored `admin` is only shown: as in CC, where `User#admin?` is deprecated in favour of the
+/// token's `cloud_controller.admin` scope, authorization never reads it.
+pub(crate) fn render(user: &UserRow, settings: &UserSettings) -> Value {
     let url = format!("/v2/users/{}", user.guid);
     let mut entity = json!({
-        "admin": false,
+        "admin": settings.admin,
         "active": false,
-        "default_space_guid": null,
+        "default_space_guid": settings.default_space_guid,
     });
     if let Some(username) = &user.username {
         entity["username"] = json!(username);
@@ -129,7 +135,45 @@ pub(crate) fn render(user: &UserRow) -> Value {
     for (relation, _, _) in RELATIONS {
         entity[format!("{relation}_url")] = json!(format!("{url}/{relation}"));
     }
+    if let Some(space_guid) = &settings.default_space_guid {
+        entity["default_space_url"] = json!(format!("/v2/spaces/{space_guid}"));
+    }
     super::resource(&user.guid, &url, &user.created_at, &user.updated_at, entity)
+}
+
+/// [`render`] with the user's settings taken from [`store::users::all_settings`].
+pub(crate) fn render_with(all_settings: &HashMap<i32, UserSettings>, user: &UserRow) -> Value {
+    render(
+        user,
+        &all_settings.get(&user.id).cloned().unwrap_or_default(),
+    )
+}
+
+/// Loads the user's settings and renders it.
+fn render_loaded(conn: &mut DbConn, user: &UserRow) -> Result<Value, ApiError> {
+    Ok(render(user, &store::users::settings(conn, user.id)?))
+}
+
+/// CC's `default_space_guid` setter: a GUID no space has is `CF-InvalidRelation`.
+fn default_space_id(conn: &mut DbConn, space_guid: &str) -> Result<i32, ApiError> {
+    store::spaces::find(conn, space_guid)?
+        .map(|space| space.id)
+        .ok_or_else(|| {
+            ApiError::with_args(
+                ErrorKind::InvalidRelation,
+                &[&format!("Could not find Space with guid: {space_guid}")],
+            )
+        })
+}
+
+/// `default_space_guid` of a request body: absent (`None`), null (`Some(None)`) or a GUID.
+fn body_default_space_guid(
+    object: &serde_json::Map<String, Value>,
+) -> Result<Option<Option<String>>, ApiError> {
+    match object.get("default_space_guid") {
+        None => Ok(None),
+        Some(_) => Ok(Some(super::body_string(object, "default_space_guid")?)),
+    }
 }
 
 /// Which org and space GUIDs each user is related to, by `q` attribute.
@@ -211,11 +255,17 @@ async fn list(
         .db
         .run(move |conn| {
             let memberships = Memberships::load(conn)?;
+            let settings = store::users::all_settings(conn)?;
             let users: Vec<UserRow> = store::users::list(conn)?
                 .into_iter()
                 .filter(|row| memberships.accepted_by(row, &query))
                 .collect();
-            Ok(query.envelope(users, "/v2/users", |row| &row.guid, render))
+            Ok(query.envelope(
+                users,
+                "/v2/users",
+                |row| &row.guid,
+                |row| render_with(&settings, row),
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -231,7 +281,10 @@ async fn get(
     let guid = path.into_inner();
     let body = state
         .db
-        .run(move |conn| Ok(render(&readable_user(conn, &user, &guid)?)))
+        .run(move |conn| {
+            let subject = readable_user(conn, &user, &guid)?;
+            render_loaded(conn, &subject)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }
@@ -252,8 +305,8 @@ async fn create(
             &["guid format"],
         ));
     }
-    super::body_bool(object, "admin")?;
-    super::body_string(object, "default_space_guid")?;
+    let admin = super::body_bool(object, "admin")?;
+    let default_space_guid = super::body_string(object, "default_space_guid")?;
     if !user.is_admin() {
         return Err(ApiError::forbidden());
     }
@@ -267,13 +320,25 @@ async fn create(
         .run(move |conn| {
             let username = uaa_user.as_ref().map(|found| found.username.as_str());
             let origin = uaa_user.as_ref().map(|found| found.origin.as_str());
-            match store::users::create(conn, &guid, username, origin, false) {
-                Ok(row) => Ok(render(&row)),
-                Err(StoreError::Conflict) => {
-                    Err(ApiError::with_args(ErrorKind::UaaIdTaken, &[&guid]))
+            conn.write_transaction(|conn| {
+                let space_id = default_space_guid
+                    .as_deref()
+                    .map(|space_guid| default_space_id(conn, space_guid))
+                    .transpose()?;
+                let row = match store::users::create(conn, &guid, username, origin, false) {
+                    Ok(row) => row,
+                    Err(StoreError::Conflict) => {
+                        return Err(ApiError::with_args(ErrorKind::UaaIdTaken, &[&guid]))
+                    }
+                    Err(StoreError::Api(error)) => return Err(error),
+                };
+                if admin.is_some() || space_id.is_some() {
+                    store::users::update_settings(conn, row.id, admin, Some(space_id))?;
                 }
-                Err(StoreError::Api(error)) => Err(error),
-            }
+                let row =
+                    store::users::find_by_id(conn, row.id)?.ok_or_else(|| not_found(&guid))?;
+                render_loaded(conn, &row)
+            })
         })
         .await?;
     let location = body["metadata"]["url"]
@@ -283,6 +348,43 @@ async fn create(
     Ok(HttpResponse::Created()
         .insert_header(("Location", location))
         .json(body))
+}
+
+/// `PUT /v2/users/:g` (admin): sets `admin` and `default_space_guid` (null clears it); the other
+/// keys CC's message knows are accepted and left alone, and `guid` cannot change.
+async fn update(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    payload: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let object = super::body_object(&payload)?;
+    let admin = super::body_bool(object, "admin")?;
+    let default_space_guid = body_default_space_guid(object)?;
+    let guid = path.into_inner();
+    let body = state
+        .db
+        .run(move |conn| {
+            let subject = store::users::find(conn, &guid)?.ok_or_else(|| not_found(&guid))?;
+            // CC's UserAccess#update?: admins only. Setting `admin` here grants nothing, as in
+            // CC; the admin scope of the token is what authorizes.
+            if !user.is_admin() {
+                return Err(ApiError::forbidden());
+            }
+            conn.write_transaction(|conn| {
+                let space_id = match &default_space_guid {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(space_guid)) => Some(Some(default_space_id(conn, space_guid)?)),
+                };
+                store::users::update_settings(conn, subject.id, admin, space_id)?;
+                let row =
+                    store::users::find_by_id(conn, subject.id)?.ok_or_else(|| not_found(&guid))?;
+                render_loaded(conn, &row)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(body))
 }
 
 async fn delete(
@@ -425,7 +527,7 @@ async fn add_related(
                 &subject.guid,
                 None,
             )?;
-            Ok(render(&subject))
+            render_loaded(conn, &subject)
         })
         .await?;
     Ok(HttpResponse::Created().json(body))
@@ -490,6 +592,7 @@ async fn summary(
                 .into_iter()
                 .map(|row| (row.id, row))
                 .collect();
+            let settings = store::users::all_settings(conn)?;
             let quotas: HashMap<i32, crate::db::models::QuotaRow> =
                 store::reference_data::list_quotas(conn)?
                     .into_iter()
@@ -532,11 +635,17 @@ async fn summary(
                     })
                     .filter_map(|role| users.get(&role.user_id))
                     .map(|manager| {
+                        let manager_settings =
+                            settings.get(&manager.id).cloned().unwrap_or_default();
                         summary_resource(
                             &manager.guid,
                             &manager.created_at,
                             &manager.updated_at,
-                            json!({"admin": false, "active": false, "default_space_guid": null}),
+                            json!({
+                                "admin": manager_settings.admin,
+                                "active": false,
+                                "default_space_guid": manager_settings.default_space_guid,
+                            }),
                         )
                     })
                     .collect();

@@ -58,6 +58,20 @@ pub(crate) fn visible_app(
     Ok((app, space, org))
 }
 
+/// An app with its stored metadata.
+fn render(
+    conn: &mut DbConn,
+    base: &str,
+    app: &AppRow,
+    space_guid: &str,
+) -> Result<Value, ApiError> {
+    let metadata = store::metadata::load(conn, store::metadata::APP, &app.guid)?;
+    Ok(present::with_metadata(
+        present::app(base, app, space_guid),
+        Some(&metadata),
+    ))
+}
+
 /// Space GUIDs and org GUIDs by space id, for presenting and filtering.
 fn space_index(conn: &mut DbConn) -> Result<HashMap<i32, (SpaceRow, OrgRow)>, ApiError> {
     let orgs: HashMap<i32, OrgRow> = store::orgs::list(conn)?
@@ -99,6 +113,8 @@ async fn list(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let spaces = space_index(conn)?;
+            let metadata = store::metadata::load_all(conn, store::metadata::APP)?;
+            let no_metadata = store::metadata::Metadata::default();
             let mut apps: Vec<AppRow> = store::apps::list(conn)?
                 .into_iter()
                 .filter(|app| {
@@ -112,6 +128,8 @@ async fn list(
                         && query.matches("organization_guids", &org.guid)
                         && query.matches_opt("stacks", app.stack.as_deref())
                         && query.matches("lifecycle_type", &app.lifecycle_type)
+                        && query
+                            .matches_labels(&metadata.get(&app.guid).unwrap_or(&no_metadata).labels)
                 })
                 .collect();
             query.sort(
@@ -120,7 +138,7 @@ async fn list(
                 |app| &app.created_at,
                 |app| &app.updated_at,
             );
-            let (page, pagination) = query.page_of(apps, &base, "/v3/apps");
+            let (page, pagination) = query.page_of_labelled(apps, &base, "/v3/apps");
             let space_guid = |app: &AppRow| {
                 spaces
                     .get(&app.space_id)
@@ -128,13 +146,20 @@ async fn list(
             };
             let resources = page
                 .iter()
-                .map(|app| present::app(&base, app, &space_guid(app)))
+                .map(|app| {
+                    present::with_metadata(
+                        present::app(&base, app, &space_guid(app)),
+                        metadata.get(&app.guid),
+                    )
+                })
                 .collect();
             let included = if query.includes("space") || query.includes("space.organization") {
                 let mut seen = Vec::new();
                 let mut included_spaces = Vec::new();
                 let mut included_orgs = Vec::new();
                 let quotas = crate::v3::organizations::quota_guids(conn)?;
+                let space_metadata = store::metadata::load_all(conn, store::metadata::SPACE)?;
+                let org_metadata = store::metadata::load_all(conn, store::metadata::ORGANIZATION)?;
                 for app in &page {
                     if seen.contains(&app.space_id) {
                         continue;
@@ -144,7 +169,10 @@ async fn list(
                         continue;
                     };
                     if query.includes("space") {
-                        included_spaces.push(present::space(&base, space, &org.guid));
+                        included_spaces.push(present::with_metadata(
+                            present::space(&base, space, &org.guid),
+                            space_metadata.get(&space.guid),
+                        ));
                     }
                     if query.includes("space.organization")
                         && !included_orgs
@@ -154,7 +182,10 @@ async fn list(
                         let quota = quotas
                             .get(&org.quota_definition_id)
                             .map_or("", String::as_str);
-                        included_orgs.push(present::organization(&base, org, quota));
+                        included_orgs.push(present::with_metadata(
+                            present::organization(&base, org, quota),
+                            org_metadata.get(&org.guid),
+                        ));
                     }
                 }
                 let mut included = Map::new();
@@ -186,7 +217,7 @@ async fn get(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let (app, space, _org) = visible_app(conn, &permissions, &guid)?;
-            Ok(present::app(&base, &app, &space.guid))
+            render(conn, &base, &app, &space.guid)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -347,9 +378,11 @@ async fn create(
             "relationships",
             "lifecycle",
             "environment_variables",
+            "metadata",
         ],
     )?;
     let name = body::name(object, true)?.unwrap_or_default();
+    let metadata = body::metadata(object)?;
     let space_guid = body::relationship_guid(object, "space")?.ok_or_else(|| {
         ApiError::unprocessable(
             "Relationships 'relationships' must include one or more valid relationships",
@@ -392,8 +425,9 @@ async fn create(
                     environment_variables,
                 },
             )?;
+            store::metadata::apply(conn, store::metadata::APP, &app.guid, &metadata)?;
             let identity = crate::app_logs::identity(conn, &app)?;
-            Ok((present::app(&base, &app, &space.guid), identity))
+            Ok((render(conn, &base, &app, &space.guid)?, identity))
         })
         .await?;
     let (body, identity) = body;
@@ -407,8 +441,9 @@ async fn update(
     path: web::Path<String>,
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::object(&payload, &["name", "lifecycle"])?;
+    let object = body::object(&payload, &["name", "lifecycle", "metadata"])?;
     let name = body::name(object, false)?;
+    let metadata = body::metadata(object)?;
     let lifecycle = lifecycle(object)?;
     let guid = path.into_inner();
     let base = state.external_url.clone();
@@ -442,7 +477,8 @@ async fn update(
                     .as_ref()
                     .map(|(buildpacks, stack)| (buildpacks.as_slice(), stack.as_deref())),
             )?;
-            Ok(present::app(&base, &app, &space.guid))
+            store::metadata::apply(conn, store::metadata::APP, &app.guid, &metadata)?;
+            render(conn, &base, &app, &space.guid)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -69,7 +69,11 @@ pub(crate) fn render(conn: &mut DbConn, base: &str, org: &OrgRow) -> Result<Valu
     let quota_guid = store::reference_data::find_quota_by_id(conn, org.quota_definition_id)?
         .map(|quota| quota.guid)
         .unwrap_or_default();
-    Ok(present::organization(base, org, &quota_guid))
+    let metadata = store::metadata::load(conn, store::metadata::ORGANIZATION, &org.guid)?;
+    Ok(present::with_metadata(
+        present::organization(base, org, &quota_guid),
+        Some(&metadata),
+    ))
 }
 
 async fn list(
@@ -88,11 +92,16 @@ async fn list(
         .run(move |conn| {
             let permissions = Permissions::load(conn, &user)?;
             let quotas = quota_guids(conn)?;
+            let metadata = store::metadata::load_all(conn, store::metadata::ORGANIZATION)?;
+            let no_metadata = store::metadata::Metadata::default();
             let mut orgs: Vec<OrgRow> = store::orgs::list(conn)?
                 .into_iter()
                 .filter(|org| permissions.can_read_org(org.id))
                 .filter(|org| {
-                    query.matches_name("names", &org.name) && query.matches("guids", &org.guid)
+                    query.matches_name("names", &org.name)
+                        && query.matches("guids", &org.guid)
+                        && query
+                            .matches_labels(&metadata.get(&org.guid).unwrap_or(&no_metadata).labels)
                 })
                 .collect();
             query.sort(
@@ -101,16 +110,19 @@ async fn list(
                 |org| &org.created_at,
                 |org| &org.updated_at,
             );
-            let (page, pagination) = query.page_of(orgs, &base, "/v3/organizations");
+            let (page, pagination) = query.page_of_labelled(orgs, &base, "/v3/organizations");
             let resources = page
                 .iter()
                 .map(|org| {
-                    present::organization(
-                        &base,
-                        org,
-                        quotas
-                            .get(&org.quota_definition_id)
-                            .map_or("", String::as_str),
+                    present::with_metadata(
+                        present::organization(
+                            &base,
+                            org,
+                            quotas
+                                .get(&org.quota_definition_id)
+                                .map_or("", String::as_str),
+                        ),
+                        metadata.get(&org.guid),
                     )
                 })
                 .collect();
@@ -198,10 +210,11 @@ async fn create(
                 return Err(ApiError::forbidden());
             }
             let object = body::object(&payload, &["name", "suspended", "metadata"])?;
-            body::no_metadata(object)?;
             let name = body::name(object, true)?.unwrap_or_default();
             let suspended = body::optional_bool(object, "suspended")?.unwrap_or(false);
+            let metadata = body::metadata(object)?;
             let org = create_org(conn, &user, &name, suspended, name_taken)?;
+            store::metadata::apply(conn, store::metadata::ORGANIZATION, &org.guid, &metadata)?;
             render(conn, &base, &org)
         })
         .await?;
@@ -228,9 +241,9 @@ async fn update(
             }
             permissions.require_active_org(&org)?;
             let object = body::object(&payload, &["name", "suspended", "metadata"])?;
-            body::no_metadata(object)?;
             let name = body::name(object, false)?;
             let suspended = body::optional_bool(object, "suspended")?;
+            let metadata = body::metadata(object)?;
             // CC's suspended_by_non_admin?: only suspending needs an admin.
             if suspended == Some(true) && !permissions.can_write_globally() {
                 return Err(ApiError::forbidden());
@@ -243,6 +256,7 @@ async fn update(
                     ))
                 }),
             )?;
+            store::metadata::apply(conn, store::metadata::ORGANIZATION, &org.guid, &metadata)?;
             render(conn, &base, &org)
         })
         .await?;

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::store::metadata::Metadata;
+
 use crate::db::models::{
     AppRow, BuildRow, DestinationRow, DomainRow, DropletRow, FeatureFlagRow, JobRow, OrgRow,
     PackageRow, ProcessRow, QuotaRow, RoleRow, RouteRow, SpaceRow, StackRow, UserRow,
@@ -9,6 +11,20 @@ use crate::db::models::{
 
 fn empty_metadata() -> Value {
     json!({"labels": {}, "annotations": {}})
+}
+
+/// A resource's `metadata` object.
+pub fn metadata(metadata: &Metadata) -> Value {
+    json!({"labels": metadata.labels, "annotations": metadata.annotations})
+}
+
+/// `resource` (as presented by one of the functions here) with its stored metadata in place
+/// of the empty one.
+pub fn with_metadata(mut resource: Value, stored: Option<&Metadata>) -> Value {
+    if let Some(stored) = stored {
+        resource["metadata"] = metadata(stored);
+    }
+    resource
 }
 
 /// `-1` (unlimited) is rendered as `null`.

@@ -590,7 +590,7 @@ async fn start_app(
     guid: String,
     stop_first: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (plan, was_started) = state
+    let (plan, was_started, metadata) = state
         .db
         .run(move |conn| {
             let app = check_writer(conn, &user, &guid)?;
@@ -600,7 +600,8 @@ async fn start_app(
                 return Err(ApiError::unprocessable(NO_DROPLET));
             }
             let app = set_state(conn, plan.app.id, STARTED)?;
-            Ok((AppPlan { app, ..plan }, was_started))
+            let metadata = store::metadata::load(conn, store::metadata::APP, &app.guid)?;
+            Ok((AppPlan { app, ..plan }, was_started, metadata))
         })
         .await?;
     let identity = crate::app_logs::identity_of(&plan.app, &plan.space, &plan.org);
@@ -616,10 +617,9 @@ async fn start_app(
         // (1 ms after this answer) already sees them RUNNING.
         crate::health::wait_for_instances(&state.stager, &expectations, state.sync_wait).await;
     }
-    Ok(HttpResponse::Ok().json(present::app(
-        &state.external_url,
-        &plan.app,
-        &plan.space.guid,
+    Ok(HttpResponse::Ok().json(present::with_metadata(
+        present::app(&state.external_url, &plan.app, &plan.space.guid),
+        Some(&metadata),
     )))
 }
 
@@ -645,7 +645,7 @@ async fn stop(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let guid = path.into_inner();
-    let (app, space_guid, identity) = state
+    let (app, space_guid, identity, metadata) = state
         .db
         .run(move |conn| {
             let app = check_writer(conn, &user, &guid)?;
@@ -653,13 +653,17 @@ async fn stop(
             let space = store::spaces::find_by_id(conn, app.space_id)?
                 .ok_or_else(|| ApiError::not_found("App"))?;
             let identity = crate::app_logs::identity(conn, &app)?;
-            Ok((app, space.guid, identity))
+            let metadata = store::metadata::load(conn, store::metadata::APP, &app.guid)?;
+            Ok((app, space.guid, identity, metadata))
         })
         .await?;
     state.api_logs.app_stopping(&identity);
     stop_all(&state.stager, &app.guid).await;
     state.stager.run_state().clear_crashes(&app.guid, None);
-    Ok(HttpResponse::Ok().json(present::app(&state.external_url, &app, &space_guid)))
+    Ok(HttpResponse::Ok().json(present::with_metadata(
+        present::app(&state.external_url, &app, &space_guid),
+        Some(&metadata),
+    )))
 }
 
 async fn restart_instance(

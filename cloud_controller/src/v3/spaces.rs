@@ -52,6 +52,20 @@ pub(crate) fn visible_space(
     Ok((space, org))
 }
 
+/// A space with its stored metadata.
+fn render(
+    conn: &mut DbConn,
+    base: &str,
+    space: &SpaceRow,
+    org_guid: &str,
+) -> Result<Value, ApiError> {
+    let metadata = store::metadata::load(conn, store::metadata::SPACE, &space.guid)?;
+    Ok(present::with_metadata(
+        present::space(base, space, org_guid),
+        Some(&metadata),
+    ))
+}
+
 async fn list(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -78,6 +92,8 @@ async fn list(
                 .into_iter()
                 .map(|org| (org.id, org))
                 .collect();
+            let metadata = store::metadata::load_all(conn, store::metadata::SPACE)?;
+            let no_metadata = store::metadata::Metadata::default();
             let mut spaces: Vec<SpaceRow> = store::spaces::list(conn)?
                 .into_iter()
                 .filter(|space| permissions.can_read_space(space.id, space.organization_id))
@@ -88,6 +104,9 @@ async fn list(
                     query.matches_name("names", &space.name)
                         && query.matches("guids", &space.guid)
                         && query.matches("organization_guids", org_guid)
+                        && query.matches_labels(
+                            &metadata.get(&space.guid).unwrap_or(&no_metadata).labels,
+                        )
                 })
                 .collect();
             query.sort(
@@ -96,20 +115,24 @@ async fn list(
                 |space| &space.created_at,
                 |space| &space.updated_at,
             );
-            let (page, pagination) = query.page_of(spaces, &base, "/v3/spaces");
+            let (page, pagination) = query.page_of_labelled(spaces, &base, "/v3/spaces");
             let resources = page
                 .iter()
                 .map(|space| {
-                    present::space(
-                        &base,
-                        space,
-                        orgs.get(&space.organization_id)
-                            .map_or("", |org| org.guid.as_str()),
+                    present::with_metadata(
+                        present::space(
+                            &base,
+                            space,
+                            orgs.get(&space.organization_id)
+                                .map_or("", |org| org.guid.as_str()),
+                        ),
+                        metadata.get(&space.guid),
                     )
                 })
                 .collect();
             let included = if includes_organization(&query) {
                 let quotas = quota_guids(conn)?;
+                let org_metadata = store::metadata::load_all(conn, store::metadata::ORGANIZATION)?;
                 let mut seen = Vec::new();
                 let mut organizations = Vec::new();
                 for space in &page {
@@ -121,7 +144,10 @@ async fn list(
                         let quota = quotas
                             .get(&org.quota_definition_id)
                             .map_or("", String::as_str);
-                        organizations.push(present::organization(&base, org, quota));
+                        organizations.push(present::with_metadata(
+                            present::organization(&base, org, quota),
+                            org_metadata.get(&org.guid),
+                        ));
                     }
                 }
                 Some(json!({"organizations": organizations}))
@@ -158,13 +184,10 @@ async fn get(
             let (space, org) = visible_space(conn, &permissions, &guid)?;
             let query = ListQuery::from_pairs(query?, &["include"], &[])
                 .and_then(|query| query.check_include(SPACE_INCLUDES).map(|()| query))?;
-            let mut body = present::space(&base, &space, &org.guid);
+            let mut body = render(conn, &base, &space, &org.guid)?;
             if includes_organization(&query) {
-                let quota = store::reference_data::find_quota_by_id(conn, org.quota_definition_id)?
-                    .map(|quota| quota.guid)
-                    .unwrap_or_default();
-                body["included"] =
-                    json!({"organizations": [present::organization(&base, &org, &quota)]});
+                let organization = crate::v3::organizations::render(conn, &base, &org)?;
+                body["included"] = json!({"organizations": [organization]});
             }
             Ok(body)
         })
@@ -182,13 +205,13 @@ async fn create(
     payload: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let object = body::object(&payload, &["name", "relationships", "metadata"])?;
-    body::no_metadata(object)?;
     let name = body::name(object, true)?.unwrap_or_default();
     let org_guid = body::relationship_guid(object, "organization")?.ok_or_else(|| {
         ApiError::unprocessable(
             "Relationships 'relationships' must include one or more valid relationships",
         )
     })?;
+    let metadata = body::metadata(object)?;
     let base = state.external_url.clone();
     let body = state
         .db
@@ -203,7 +226,8 @@ async fn create(
             }
             permissions.require_active_org(&org)?;
             let space = store::spaces::create(conn, &name, org.id).map_err(store_error(name_taken))?;
-            Ok(present::space(&base, &space, &org.guid))
+            store::metadata::apply(conn, store::metadata::SPACE, &space.guid, &metadata)?;
+            render(conn, &base, &space, &org.guid)
         })
         .await?;
     Ok(HttpResponse::Created().json(body))
@@ -229,8 +253,8 @@ async fn update(
             }
             permissions.require_active_org(&org)?;
             let object = body::object(&payload, &["name", "metadata"])?;
-            body::no_metadata(object)?;
             let name = body::name(object, false)?;
+            let metadata = body::metadata(object)?;
             // CC's SpaceUpdate words a duplicate differently from SpaceCreate.
             let taken = || {
                 ApiError::unprocessable(format!(
@@ -241,7 +265,8 @@ async fn update(
             };
             let space = store::spaces::update(conn, space.id, name.as_deref(), None)
                 .map_err(store_error(taken))?;
-            Ok(present::space(&base, &space, &org.guid))
+            store::metadata::apply(conn, store::metadata::SPACE, &space.guid, &metadata)?;
+            render(conn, &base, &space, &org.guid)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

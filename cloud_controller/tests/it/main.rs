@@ -11,6 +11,7 @@ mod blobstore_s3;
 mod builds_droplets;
 mod config;
 mod manifests;
+mod metadata;
 mod orgs_spaces;
 mod packages;
 mod persistence;

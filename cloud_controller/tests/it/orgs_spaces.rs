@@ -937,7 +937,7 @@ async fn usage_summary_counts_what_the_org_uses() {
 /// `cf rename-org` sends `"metadata": {}` with the name: an empty metadata is accepted on orgs and
 /// spaces; labels and annotations, which Kiln does not store yet, are refused, not dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn empty_metadata_is_accepted_and_labels_are_refused() {
+async fn empty_metadata_is_accepted_and_bad_labels_are_refused() {
     for database in databases() {
         let harness = Harness::start(database).await;
         let admin = harness.admin_token.clone();
@@ -968,13 +968,13 @@ async fn empty_metadata_is_accepted_and_labels_are_refused() {
         for (path, body, detail) in [
             (
                 &org_path,
-                json!({"name": "x", "metadata": {"labels": {"env": "prod"}}}),
-                "Metadata labels are not supported by this Cloud Controller yet",
+                json!({"name": "x", "metadata": {"labels": {"-env": "prod"}}}),
+                "Metadata label key error: '-env' starts or ends with invalid characters",
             ),
             (
                 &space_path,
-                json!({"metadata": {"annotations": {"owner": "me"}}}),
-                "Metadata annotations are not supported by this Cloud Controller yet",
+                json!({"metadata": {"annotations": {"cloudfoundry.org/owner": "me"}}}),
+                "Metadata annotation key error: prefix 'cloudfoundry.org' is reserved",
             ),
             (
                 &org_path,

@@ -161,3 +161,54 @@ async fn case_insensitive_names_migration_keeps_older_duplicates() {
         harness.stop().await;
     }
 }
+
+/// Users from before `admin` and `default_space_guid` were stored get CC's defaults from the
+/// migration, and the values set by `PUT /v2/users/:g` survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_admin_and_default_space_survive_migration_and_restart() {
+    for database in databases() {
+        seed_first_release(
+            &database,
+            "INSERT INTO users (guid, username, origin, is_client, created_at, updated_at) \
+             VALUES ('u-old', 'old', 'uaa', false, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+        );
+        let label = database.label();
+        let mut harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let old = harness.get("/v2/users/u-old", &admin).await;
+        assert_eq!(old.status, 200, "{label}: {:#}", old.body);
+        assert_eq!(old.body["entity"]["admin"], false);
+        assert_eq!(
+            old.body["entity"]["default_space_guid"],
+            serde_json::Value::Null
+        );
+
+        let org = harness.create_org("kept-org").await;
+        let space = harness.create_space(&org, "kept-space").await;
+        let updated = harness
+            .put(
+                "/v2/users/u-old",
+                &admin,
+                json!({"admin": true, "default_space_guid": space}),
+            )
+            .await;
+        assert_eq!(updated.status, 201, "{label}: {:#}", updated.body);
+
+        harness.cc.take().unwrap().stop().await;
+        let (cc, base) = start_cc(harness.database.url(), &harness.issuer.url).await;
+        harness.cc = Some(cc);
+        harness.base = base;
+        let after = harness.get("/v2/users/u-old", &admin).await;
+        assert_eq!(
+            after.body["entity"]["admin"], true,
+            "{label}: {:#}",
+            after.body
+        );
+        assert_eq!(after.body["entity"]["default_space_guid"], space.as_str());
+        assert_eq!(
+            after.body["entity"]["default_space_url"],
+            format!("/v2/spaces/{space}")
+        );
+        harness.stop().await;
+    }
+}

@@ -1915,3 +1915,307 @@ async fn v2_next_url_keeps_the_list_parameters() {
         harness.stop().await;
     }
 }
+
+/// `PUT /v2/users/:g` (admin): 201 with the stored `admin` and `default_space_guid` (plus
+/// `default_space_url`), shown by every user rendering; null clears the default space; deleting
+/// the space (or its org) clears it too. The stored `admin` authorizes nothing: CC takes admin
+/// rights from token scopes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_user_update_admin_and_default_space() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let gail = harness.issuer.add_user("gail", "uaa");
+        let gail_token = harness.issuer.user_token(&gail);
+        let org = harness.create_org("home").await;
+        let space = harness.create_space(&org, "desk").await;
+        let created = harness
+            .post("/v2/users", &admin, json!({"guid": gail.id}))
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        assert_eq!(created.body["entity"]["default_space_guid"], Value::Null);
+        assert!(created.body["entity"].get("default_space_url").is_none());
+        let user_path = format!("/v2/users/{}", gail.id);
+
+        let updated = harness
+            .put(
+                &user_path,
+                &admin,
+                json!({"admin": true, "default_space_guid": space}),
+            )
+            .await;
+        assert_eq!(updated.status, 201, "{:#}", updated.body);
+        assert_eq!(updated.body["metadata"]["guid"], gail.id.as_str());
+        assert_eq!(updated.body["entity"]["admin"], true);
+        assert_eq!(updated.body["entity"]["username"], "gail");
+        assert_eq!(updated.body["entity"]["default_space_guid"], space.as_str());
+        assert_eq!(
+            updated.body["entity"]["default_space_url"],
+            format!("/v2/spaces/{space}")
+        );
+        let fetched = harness.get(&user_path, &admin).await;
+        assert_eq!(fetched.body["entity"], updated.body["entity"]);
+        let listed = harness.get("/v2/users", &admin).await;
+        let gail_listed = listed.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["metadata"]["guid"] == gail.id.as_str())
+            .unwrap_or_else(|| panic!("gail listed: {:#}", listed.body));
+        assert_eq!(gail_listed["entity"]["admin"], true);
+        assert_eq!(gail_listed["entity"]["default_space_guid"], space.as_str());
+
+        // Only the keys sent change: `admin` alone keeps the default space.
+        let demoted = harness
+            .put(&user_path, &admin, json!({"admin": false}))
+            .await;
+        assert_eq!(demoted.status, 201, "{:#}", demoted.body);
+        assert_eq!(demoted.body["entity"]["admin"], false);
+        assert_eq!(demoted.body["entity"]["default_space_guid"], space.as_str());
+        harness
+            .put(&user_path, &admin, json!({"admin": true}))
+            .await;
+
+        // The stored flag grants nothing: gail's token has no admin scope.
+        assert_eq!(harness.get("/v2/users", &gail_token).await.status, 403);
+        let self_promotion = harness
+            .put(&user_path, &gail_token, json!({"admin": true}))
+            .await;
+        assert_eq!(self_promotion.status, 403, "{:#}", self_promotion.body);
+        assert_eq!(self_promotion.body["error_code"], "CF-NotAuthorized");
+
+        // Org role listings render the same stored values.
+        let joined = harness
+            .put(
+                &format!("/v2/organizations/{org}/users/{}", gail.id),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(joined.status, 201, "{:#}", joined.body);
+        let org_users = harness
+            .get(&format!("/v2/organizations/{org}/users"), &admin)
+            .await;
+        assert_eq!(org_users.body["resources"][0]["entity"]["admin"], true);
+        assert_eq!(
+            org_users.body["resources"][0]["entity"]["default_space_guid"],
+            space.as_str()
+        );
+
+        // Bad input answers CC's errors and changes nothing.
+        let before = harness.get(&user_path, &admin).await.body;
+        let unknown_space = harness
+            .put(
+                &user_path,
+                &admin,
+                json!({"admin": false, "default_space_guid": "nope"}),
+            )
+            .await;
+        assert_eq!(
+            unknown_space.body,
+            json!({"code": 1002, "description": "Could not find Space with guid: nope", "error_code": "CF-InvalidRelation"})
+        );
+        assert_eq!(unknown_space.status, 400);
+        for (body, status, error_code) in [
+            ("{\"admin\":\"yes\"}", 400, "CF-MessageParseError"),
+            ("{\"admin\":1}", 400, "CF-MessageParseError"),
+            ("{\"default_space_guid\":5}", 400, "CF-MessageParseError"),
+            ("{\"default_space_guid\":[]}", 400, "CF-MessageParseError"),
+            ("{\"admin\":", 400, "CF-MessageParseError"),
+            ("[]", 400, "CF-MessageParseError"),
+        ] {
+            let answer = harness
+                .request(reqwest::Method::PUT, &user_path, Some(&admin), Some(body))
+                .await;
+            assert_eq!(
+                (answer.status, answer.body["error_code"].as_str()),
+                (status, Some(error_code)),
+                "{body}: {:#}",
+                answer.body
+            );
+        }
+        let missing = harness
+            .put("/v2/users/nobody", &admin, json!({"admin": true}))
+            .await;
+        assert_eq!(missing.status, 404);
+        assert_eq!(
+            missing.body,
+            json!({"code": 20003, "description": "The user could not be found: nobody", "error_code": "CF-UserNotFound"})
+        );
+        assert_eq!(harness.get(&user_path, &admin).await.body, before);
+        assert!(harness.get("/v2/users/nobody", &admin).await.status == 404);
+
+        // null clears the default space; creating with one stores it too.
+        let cleared = harness
+            .put(&user_path, &admin, json!({"default_space_guid": null}))
+            .await;
+        assert_eq!(cleared.status, 201, "{:#}", cleared.body);
+        assert_eq!(cleared.body["entity"]["default_space_guid"], Value::Null);
+        assert!(cleared.body["entity"].get("default_space_url").is_none());
+        assert_eq!(cleared.body["entity"]["admin"], true);
+        let hank = harness
+            .post(
+                "/v2/users",
+                &admin,
+                json!({"guid": "hank-id", "admin": true, "default_space_guid": space}),
+            )
+            .await;
+        assert_eq!(hank.status, 201, "{:#}", hank.body);
+        assert_eq!(hank.body["entity"]["admin"], true);
+        assert_eq!(hank.body["entity"]["default_space_guid"], space.as_str());
+        let refused = harness
+            .post(
+                "/v2/users",
+                &admin,
+                json!({"guid": "ivan-id", "default_space_guid": "nope"}),
+            )
+            .await;
+        assert_eq!(refused.body["error_code"], "CF-InvalidRelation");
+        assert_eq!(harness.get("/v2/users/ivan-id", &admin).await.status, 404);
+
+        // Deleting the space clears it (CC nullifies the space's `default_users`); so does
+        // deleting a whole org.
+        let deleted = harness
+            .delete(&format!("/v2/spaces/{space}?recursive=true"), &admin)
+            .await;
+        assert_eq!(deleted.status, 204, "{:#}", deleted.body);
+        let hank = harness.get("/v2/users/hank-id", &admin).await;
+        assert_eq!(hank.body["entity"]["default_space_guid"], Value::Null);
+        assert!(hank.body["entity"].get("default_space_url").is_none());
+        assert_eq!(hank.body["entity"]["admin"], true);
+        let other_space = harness.create_space(&org, "bench").await;
+        let set = harness
+            .put(
+                &user_path,
+                &admin,
+                json!({"default_space_guid": other_space}),
+            )
+            .await;
+        assert_eq!(
+            set.body["entity"]["default_space_guid"],
+            other_space.as_str()
+        );
+        let org_deleted = harness
+            .delete(&format!("/v2/organizations/{org}?recursive=true"), &admin)
+            .await;
+        assert_eq!(org_deleted.status, 204, "{:#}", org_deleted.body);
+        let gail_now = harness.get(&user_path, &admin).await;
+        assert_eq!(gail_now.body["entity"]["default_space_guid"], Value::Null);
+        harness.stop().await;
+    }
+}
+
+/// Every per-user relation: `PUT /v2/users/:g/<rel>/:target` → 201 with the user, listed by
+/// `GET /v2/users/:g/<rel>`, seen from the org/space side, and `DELETE` → 204 removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_user_relations_add_list_and_remove() {
+    for database in databases() {
+        let harness = Harness::start(database).await;
+        let admin = harness.admin_token.clone();
+        let kim = harness.issuer.add_user("kim", "uaa");
+        // The user side needs the CC user row (CC answers 404 otherwise).
+        let unknown = harness
+            .put(
+                &format!("/v2/users/{}/spaces/whatever", kim.id),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(unknown.status, 404, "{:#}", unknown.body);
+        assert_eq!(unknown.body["error_code"], "CF-UserNotFound");
+        let created = harness
+            .post("/v2/users", &admin, json!({"guid": kim.id}))
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        let org = harness.create_org("kimco").await;
+        let space = harness.create_space(&org, "lab").await;
+        let relations = [
+            (
+                "organizations",
+                &org,
+                format!("/v2/organizations/{org}/users"),
+            ),
+            (
+                "managed_organizations",
+                &org,
+                format!("/v2/organizations/{org}/managers"),
+            ),
+            (
+                "billing_managed_organizations",
+                &org,
+                format!("/v2/organizations/{org}/billing_managers"),
+            ),
+            (
+                "audited_organizations",
+                &org,
+                format!("/v2/organizations/{org}/auditors"),
+            ),
+            ("spaces", &space, format!("/v2/spaces/{space}/developers")),
+            (
+                "managed_spaces",
+                &space,
+                format!("/v2/spaces/{space}/managers"),
+            ),
+            (
+                "audited_spaces",
+                &space,
+                format!("/v2/spaces/{space}/auditors"),
+            ),
+        ];
+        for (relation, target, other_side) in &relations {
+            let path = format!("/v2/users/{}/{relation}", kim.id);
+            let added = harness
+                .put(&format!("{path}/{target}"), &admin, json!({}))
+                .await;
+            assert_eq!(added.status, 201, "{relation}: {:#}", added.body);
+            assert_eq!(added.body["metadata"]["guid"], kim.id.as_str());
+            let again = harness
+                .put(&format!("{path}/{target}"), &admin, json!({}))
+                .await;
+            assert_eq!(again.status, 201, "{relation} twice: {:#}", again.body);
+            let listed = harness.get(&path, &admin).await;
+            assert_eq!(
+                listed.body["total_results"], 1,
+                "{relation}: {:#}",
+                listed.body
+            );
+            assert_eq!(
+                listed.body["resources"][0]["metadata"]["guid"],
+                target.as_str()
+            );
+            let seen = harness.get(other_side, &admin).await;
+            assert_eq!(
+                seen.body["total_results"], 1,
+                "{other_side}: {:#}",
+                seen.body
+            );
+            assert_eq!(
+                seen.body["resources"][0]["metadata"]["guid"],
+                kim.id.as_str()
+            );
+        }
+        // Non-admins may not add relations on the user side.
+        let kim_token = harness.issuer.user_token(&kim);
+        let refused = harness
+            .put(
+                &format!("/v2/users/{}/managed_spaces/{space}", kim.id),
+                &kim_token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{:#}", refused.body);
+        // Space roles go first: the org user role cannot be dropped while they remain.
+        for (relation, target, other_side) in relations.iter().rev() {
+            let path = format!("/v2/users/{}/{relation}", kim.id);
+            let removed = harness.delete(&format!("{path}/{target}"), &admin).await;
+            assert_eq!(removed.status, 204, "{relation}: {:#}", removed.body);
+            assert_eq!(harness.get(&path, &admin).await.body["total_results"], 0);
+            assert_eq!(
+                harness.get(other_side, &admin).await.body["total_results"],
+                0
+            );
+        }
+        assert!(v3_role_types(&harness, &kim.id).await.is_empty());
+        harness.stop().await;
+    }
+}

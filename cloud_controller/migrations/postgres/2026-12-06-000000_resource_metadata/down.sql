@@ -1,0 +1,2 @@
+DROP TABLE resource_annotations;
+DROP TABLE resource_labels;
