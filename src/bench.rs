@@ -58,7 +58,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), KilnError> {
         password_hash_cost: 10,
         exit_on_stdin_eof: false,
         no_dea: true,
-        system_buildpacks_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/buildpacks").into(),
+        system_buildpacks_dir: None,
         dea_ports: (61000, 61999),
         dea_memory_mb: None,
         dea_disk_mb: 65536,

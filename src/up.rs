@@ -84,8 +84,9 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = 10)]
     pub(crate) password_hash_cost: u32,
     /// Directory of system buildpacks registered at start (one buildpack directory each).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/buildpacks"))]
-    pub(crate) system_buildpacks_dir: PathBuf,
+    /// Default: `buildpacks/` of the source tree this binary was built from, else `./buildpacks`.
+    #[arg(long)]
+    pub(crate) system_buildpacks_dir: Option<PathBuf>,
     /// Do not run a DEA in this process (apps cannot be staged or run then).
     #[arg(long)]
     pub(crate) no_dea: bool,
@@ -235,7 +236,7 @@ impl Platform {
                 "client_secret": secrets.lookup_client_secret,
             },
             "apps_domain": args.apps_domain,
-            "system_buildpacks_dir": args.system_buildpacks_dir,
+            "system_buildpacks_dir": system_buildpacks_dir(args.system_buildpacks_dir.as_deref()),
             "log_cache_url": log_cache_url,
             "loggregator_ingress": ingress_addr,
             "internal_api": {"username": INTERNAL_API_USER, "password": internal_password},
@@ -541,6 +542,21 @@ async fn start_postgres_broker(
         anyhow::bail!("the PostgreSQL broker could not be registered: {error:#}");
     }
     Ok(broker)
+}
+
+/// The system buildpacks directory: the one given, else `buildpacks/` of the source tree the
+/// binary was built from when it still exists (a target directory shared by several clones can
+/// hold a binary built in another, since removed, clone), else `./buildpacks`.
+pub(crate) fn system_buildpacks_dir(given: Option<&Path>) -> PathBuf {
+    if let Some(given) = given {
+        return given.to_path_buf();
+    }
+    let built_from = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/buildpacks"));
+    if built_from.is_dir() {
+        built_from.to_path_buf()
+    } else {
+        PathBuf::from("buildpacks")
+    }
 }
 
 pub(crate) fn sqlite_url(path: &Path) -> String {

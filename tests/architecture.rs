@@ -13,7 +13,7 @@ fn metadata(no_deps: bool) -> serde_json::Value {
     let mut command = Command::new(cargo);
     command
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        .current_dir(manifest_dir());
     if no_deps {
         command.arg("--no-deps");
     } else {
@@ -220,7 +220,8 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_module_starts_with_a_doc_line() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root_dir = manifest_dir();
+    let root = Path::new(&root_dir);
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     for member in ["protocol", "broker_sdk", "cats"].iter().chain(COMPONENTS) {
@@ -240,4 +241,10 @@ fn every_module_starts_with_a_doc_line() {
         undocumented.is_empty(),
         "modules without a leading //! line: {undocumented:#?}"
     );
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

@@ -15,6 +15,15 @@ pub use cf::{CfOutput, CfSession};
 pub use platform::{kiln_binary, Platform, PlatformOptions};
 pub use python_broker::{python_broker_script, python_with_openbrokerapi, PythonBroker};
 
+/// The `cats/` directory of the source tree under test: cargo's `CARGO_MANIFEST_DIR` at run time,
+/// else the one this crate was compiled in. (A cargo target directory shared by several clones
+/// may run a test binary compiled in another clone, which may be gone since.)
+pub fn cats_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// A name no other scenario (or earlier run against the same deployment) uses.
 pub fn unique_name(prefix: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();

@@ -187,6 +187,8 @@ impl Platform {
             .args(["--password-hash-cost", "4"])
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--system-buildpacks-dir")
+            .arg(crate::cats_dir().join("../buildpacks"))
             .args(extra_args)
             .env_remove("KILN_ADMIN_PASSWORD")
             .stdin(Stdio::piped())
@@ -274,7 +276,7 @@ pub fn kiln_binary() -> anyhow::Result<PathBuf> {
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| crate::cats_dir().join("../target"));
     let candidate = target_dir.join("debug").join("kiln");
     if candidate.is_file() {
         return Ok(candidate);

@@ -26,7 +26,7 @@ pub struct PythonBroker {
 
 /// The broker's source, `cats/assets/python-broker/broker.py`.
 pub fn python_broker_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/python-broker/broker.py")
+    crate::cats_dir().join("assets/python-broker/broker.py")
 }
 
 /// A Python interpreter that can import `openbrokerapi`: `KILN_PYTHON_BROKER_PYTHON`, else the

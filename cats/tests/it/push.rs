@@ -8,7 +8,7 @@ use cats::unique_name;
 use crate::{admin_session, cf_binary, eventually, shared_platform};
 
 fn asset(name: &str) -> String {
-    format!("{}/assets/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/assets/{name}", cats::cats_dir().display())
 }
 
 #[test]

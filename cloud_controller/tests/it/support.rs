@@ -314,7 +314,7 @@ pub(crate) const INTERNAL_PASSWORD: &str = "s3cr@t:pass";
 
 /// The repository's system buildpacks.
 pub(crate) fn system_buildpacks_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../buildpacks"))
+    std::path::PathBuf::from(manifest_dir()).join("../buildpacks")
 }
 
 /// Where the CC under test keeps its blobs for this database.
@@ -663,4 +663,10 @@ pub(crate) fn check(actual: &Value, base: &str, expected: Value) {
         redacted, expected,
         "\nactual (redacted):\n{redacted:#}\nexpected:\n{expected:#}"
     );
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

@@ -164,9 +164,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// Kiln's system buildpacks in the repository.
 pub(crate) fn system_buildpack(name: &str) -> dea::staging::Buildpack {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../buildpacks")
-        .join(name);
+    let dir = Path::new(&manifest_dir()).join("../buildpacks").join(name);
     dea::staging::Buildpack {
         key: name.to_string(),
         dir,
@@ -354,4 +352,10 @@ pub(crate) fn tar_member(archive: &Path, member: &str) -> String {
         .unwrap();
     assert!(output.status.success(), "{member} in {}", archive.display());
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

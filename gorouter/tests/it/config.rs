@@ -4,7 +4,7 @@ use gorouter::RouterConfig;
 
 #[test]
 fn the_example_config_parses_and_validates() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/router.example.yml"))
+    let text = std::fs::read_to_string(format!("{}/router.example.yml", manifest_dir()))
         .expect("router.example.yml");
     let config: RouterConfig = serde_yaml::from_str(&text).expect("the example parses");
     config.validate().expect("the example is valid");
@@ -32,4 +32,10 @@ fn the_example_config_parses_and_validates() {
 fn a_misspelt_field_is_rejected() {
     let error = serde_yaml::from_str::<RouterConfig>("prune_threshold: 10\n").unwrap_err();
     assert!(error.to_string().contains("unknown field"), "{error}");
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

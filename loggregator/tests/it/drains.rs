@@ -246,7 +246,7 @@ async fn syslog_tls_drains_verify_the_server_and_frame_the_same_way() {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let fixtures = format!("{}/tests/it/fixtures", manifest_dir());
     let certificates: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(format!("{fixtures}/drain.pem"))
             .unwrap()
@@ -488,7 +488,7 @@ fn test_tls_acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let fixtures = format!("{}/tests/it/fixtures", manifest_dir());
     let certificates: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(format!("{fixtures}/drain.pem"))
             .unwrap()
@@ -512,7 +512,7 @@ async fn start_with_drain(
     url: String,
 ) -> (loggregator::LoggregatorServer, FakeServer) {
     let cc = fake_cc_with(app, move || url.clone()).await;
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let fixtures = format!("{}/tests/it/fixtures", manifest_dir());
     let server = start(LoggregatorConfig {
         syslog_drain_ca_file: Some(format!("{fixtures}/ca.pem")),
         ..drain_config(&cc, 100)
@@ -609,4 +609,10 @@ async fn http_drains_post_the_same_way_with_the_urls_credentials() {
     );
     server.stop().await;
     task.abort();
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

@@ -6,8 +6,7 @@ use crate::support::test_config;
 
 #[test]
 fn example_config_parses() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/uaa.example.yml")).unwrap();
+    let text = std::fs::read_to_string(format!("{}/uaa.example.yml", manifest_dir())).unwrap();
     let config: UaaConfig = serde_yaml::from_str(&text).expect("uaa.example.yml parses");
     assert_eq!(config.issuer_url, "http://127.0.0.1:9023");
     assert_eq!(
@@ -116,4 +115,10 @@ fn debug_output_hides_secrets() {
     ] {
         assert!(!printed.contains(secret), "{secret} leaked in {printed}");
     }
+}
+
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` at run time, else the compile-time one (a
+/// target directory shared by several clones may run a test binary compiled in another clone).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }
