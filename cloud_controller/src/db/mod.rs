@@ -72,8 +72,8 @@ impl DbConn {
     }
 }
 
-/// Opens connections of the configured backend; SQLite connections get WAL, a busy timeout and
-/// foreign keys.
+/// Opens connections of the configured backend; SQLite connections get a busy timeout and foreign
+/// keys (WAL is set on the database file once, before the pool opens connections).
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionOpener {
     target: DatabaseTarget,
@@ -90,8 +90,8 @@ impl ManageConnection for ConnectionOpener {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 connection
                     .batch_execute(
-                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON;",
                     )
                     .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(connection))
@@ -134,6 +134,14 @@ impl Db {
                     })?;
                 }
             }
+            // WAL is a property of the database file: set it once, on one connection, before the
+            // pool opens several at once (switching needs the file to itself; concurrent
+            // switches failed with "database is locked" at first start).
+            let mut connection = SqliteConnection::establish(path)
+                .map_err(|error| CcError::Database(format!("opening {path}: {error}")))?;
+            connection
+                .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+                .map_err(|error| CcError::Database(format!("opening {path}: {error}")))?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(max_size)

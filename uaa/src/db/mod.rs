@@ -61,12 +61,13 @@ impl ManageConnection for ConnectionOpener {
             DatabaseTarget::Sqlite(path) => {
                 let mut connection = SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
-                // WAL lets readers proceed during a write; the busy timeout makes writers queue
-                // instead of failing; SQLite leaves foreign keys off unless asked.
+                // (WAL, which lets readers proceed during a write, was set on the file in `open`.)
+                // The busy timeout makes writers queue instead of failing; SQLite leaves foreign
+                // keys off unless asked.
                 connection
                     .batch_execute(
-                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON;",
                     )
                     .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(connection))
@@ -107,6 +108,14 @@ impl Database {
                     })?;
                 }
             }
+            // WAL is a property of the database file: set it once, on one connection, before the
+            // pool opens several at once (switching needs the file to itself; concurrent
+            // switches failed with "database is locked" at first start).
+            let mut connection = SqliteConnection::establish(path)
+                .map_err(|error| UaaError::Database(format!("cannot open {path}: {error}")))?;
+            connection
+                .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+                .map_err(|error| UaaError::Database(format!("cannot open {path}: {error}")))?;
         }
         let pool = Pool::builder()
             .max_size(if is_sqlite { 8 } else { 10 })
