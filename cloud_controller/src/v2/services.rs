@@ -703,13 +703,11 @@ fn instance_page(
     ))
 }
 
-async fn list_instances(
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+/// The query of a managed-instance list and whether it asks for user-provided instances too
+/// (`return_user_provided_service_instances=true`).
+fn instance_list_query(request: &HttpRequest) -> Result<(V2Query, bool), ApiError> {
     let query = V2Query::parse(
-        &request,
+        request,
         &[
             "name",
             "space_guid",
@@ -718,9 +716,18 @@ async fn list_instances(
         ],
         &["name", "id"],
     )?;
-    let with_user_provided = crate::query::query_pairs(&request)?
+    let with_user_provided = crate::query::query_pairs(request)?
         .iter()
         .any(|(key, value)| key == "return_user_provided_service_instances" && value == "true");
+    Ok((query, with_user_provided))
+}
+
+async fn list_instances(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (query, with_user_provided) = instance_list_query(&request)?;
     let body = state
         .db
         .run(move |conn| {
@@ -740,19 +747,7 @@ async fn list_space_instances(
     path: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = V2Query::parse(
-        &request,
-        &[
-            "name",
-            "space_guid",
-            "service_plan_guid",
-            "organization_guid",
-        ],
-        &["name", "id"],
-    )?;
-    let with_user_provided = crate::query::query_pairs(&request)?
-        .iter()
-        .any(|(key, value)| key == "return_user_provided_service_instances" && value == "true");
+    let (query, with_user_provided) = instance_list_query(&request)?;
     let guid = path.into_inner();
     let body = state
         .db
