@@ -54,6 +54,15 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<AppRow>, ApiError> {
         .load(conn)?)
 }
 
+/// The apps of one space, in creation order.
+pub fn list_in_space(conn: &mut DbConn, space_id: i32) -> Result<Vec<AppRow>, ApiError> {
+    Ok(apps::table
+        .filter(apps::space_id.eq(space_id))
+        .order(apps::id.asc())
+        .select(AppRow::as_select())
+        .load(conn)?)
+}
+
 /// The app with this GUID.
 pub fn find(conn: &mut DbConn, guid: &str) -> Result<Option<AppRow>, ApiError> {
     Ok(apps::table

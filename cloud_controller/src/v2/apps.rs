@@ -442,9 +442,9 @@ async fn list_in_space(
             let (space, _org) = crate::v3::spaces::visible_space(conn, &permissions, &guid)
                 .map_err(|_| space_not_found(&guid))?;
             let index = AppIndex::load(conn, &stager)?;
-            let apps: Vec<AppRow> = store::apps::list(conn)?
+            let apps: Vec<AppRow> = store::apps::list_in_space(conn, space.id)?
                 .into_iter()
-                .filter(|app| app.space_id == space.id && index.accepted(app, &query))
+                .filter(|app| index.accepted(app, &query))
                 .collect();
             Ok(query.envelope(
                 apps,
@@ -502,10 +502,7 @@ async fn space_summary(
             let (space, _org) = crate::v3::spaces::visible_space(conn, &permissions, &guid)
                 .map_err(|_| space_not_found(&guid))?;
             let index = AppIndex::load(conn, &stager)?;
-            let apps: Vec<AppRow> = store::apps::list(conn)?
-                .into_iter()
-                .filter(|app| app.space_id == space.id)
-                .collect();
+            let apps: Vec<AppRow> = store::apps::list_in_space(conn, space.id)?;
             let domains: HashMap<i32, (String, String)> =
                 store::reference_data::list_domains(conn)?
                     .into_iter()

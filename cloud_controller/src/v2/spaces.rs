@@ -305,9 +305,8 @@ async fn update(
 /// (`CF-AssociationNotEmpty`), service instances and space-scoped brokers block it
 /// (`CF-NonrecursiveSpaceDeletionFailed`).
 fn require_empty(conn: &mut DbConn, space: &SpaceRow) -> Result<(), ApiError> {
-    let app_ids: Vec<i32> = store::apps::list(conn)?
+    let app_ids: Vec<i32> = store::apps::list_in_space(conn, space.id)?
         .into_iter()
-        .filter(|app| app.space_id == space.id)
         .map(|app| app.id)
         .collect();
     let has_processes = store::apps::list_processes(conn)?
