@@ -69,6 +69,14 @@ pub fn find_build(conn: &mut DbConn, guid: &str) -> Result<Option<BuildRow>, Api
         .optional()?)
 }
 
+/// Every build, in creation order.
+pub fn list_builds(conn: &mut DbConn) -> Result<Vec<BuildRow>, ApiError> {
+    Ok(builds::table
+        .order(builds::id.asc())
+        .select(BuildRow::as_select())
+        .load(conn)?)
+}
+
 /// Every droplet, in creation order.
 pub fn list_droplets(conn: &mut DbConn) -> Result<Vec<DropletRow>, ApiError> {
     Ok(droplets::table

@@ -72,16 +72,9 @@ struct AppIndex {
     versions: HashMap<String, String>,
 }
 
-/// The newest build of every app. The store has no listing of builds yet, so this is the one
-/// read of the `builds` table outside `store::builds`.
+/// The newest build of every app.
 fn newest_builds(conn: &mut DbConn) -> Result<HashMap<i32, BuildRow>, ApiError> {
-    use crate::db::schema::builds;
-    use diesel::prelude::*;
-    let rows: Vec<BuildRow> = builds::table
-        .order(builds::id.asc())
-        .select(BuildRow::as_select())
-        .load(conn)?;
-    Ok(rows
+    Ok(store::builds::list_builds(conn)?
         .into_iter()
         .map(|build| (build.app_id, build))
         .collect())
